@@ -1,0 +1,13 @@
+package signal
+
+import "errors"
+
+// Errors a Broker returns; the hub turns them into wire errors.
+var (
+	// ErrRoomFull means the room already holds the maximum number of peers.
+	ErrRoomFull = errors.New("room is full")
+	// ErrUnknownPeer means the addressed peer is not in the room.
+	ErrUnknownPeer = errors.New("unknown peer")
+	// ErrClosed means the hub or broker has been closed.
+	ErrClosed = errors.New("closed")
+)

@@ -1,0 +1,292 @@
+package signal
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/huddle-rtc/huddle/signal/wire"
+)
+
+// ICEProvider gives each peer its ICE servers (STUN and TURN URLs with
+// credentials for that peer). The TURN package implements it.
+type ICEProvider interface {
+	ICEServers(peer wire.PeerID) []wire.ICEServer
+}
+
+// brokerTimeout bounds one call into the broker.
+const brokerTimeout = 5 * time.Second
+
+// Hub holds this node's sessions and serves the messages of their
+// connections. Rooms and presence live in the Broker.
+//
+// Lock order: broker locks, then Hub.mu, then session.mu, then conn.mu.
+// The hub never calls the broker while holding its own locks.
+type Hub struct {
+	cfg    Config
+	log    *slog.Logger
+	broker Broker
+	ice    ICEProvider
+
+	mu       sync.RWMutex // guards the fields below
+	sessions map[wire.PeerID]*session
+	tokens   map[string]*session // by current resume token
+	closed   bool
+}
+
+var _ Deliverer = (*Hub)(nil)
+
+func newHub(cfg Config, log *slog.Logger, b Broker, ice ICEProvider) *Hub {
+	h := &Hub{
+		cfg:      cfg,
+		log:      log,
+		broker:   b,
+		ice:      ice,
+		sessions: make(map[wire.PeerID]*session),
+		tokens:   make(map[string]*session),
+	}
+	b.Attach(h)
+	return h
+}
+
+// Deliver implements Deliverer: it queues frame for a local peer.
+func (h *Hub) Deliver(to wire.PeerID, frame []byte) {
+	h.mu.RLock()
+	s := h.sessions[to]
+	h.mu.RUnlock()
+	if s != nil {
+		s.enqueue(frame)
+	}
+}
+
+func (h *Hub) handleJoin(c *conn, m *wire.Message) {
+	if c.session != nil {
+		c.sendError(&wire.Error{Code: wire.CodeAlreadyJoined, Message: "this connection has joined already", Ref: m.Ref})
+		return
+	}
+	if m.Resume != "" && h.resume(c, m) {
+		return
+	}
+	h.join(c, m)
+}
+
+// join starts a new session in m.Room.
+func (h *Hub) join(c *conn, m *wire.Message) {
+	info := wire.PeerInfo{ID: wire.PeerID(rand.Text()), Name: m.Name, Meta: m.Meta}
+	if info.Meta == nil {
+		info.Meta = json.RawMessage("{}")
+	}
+	s := &session{
+		id:     info.ID,
+		room:   m.Room,
+		info:   info,
+		joined: time.Now(),
+		grace:  h.cfg.ResumeGrace,
+		state:  sessionPending,
+		expire: h.expire,
+	}
+	token, ok := h.register(s)
+	if !ok {
+		c.fail(wire.CloseGoingAway, "server is shutting down")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
+	defer cancel()
+	others, err := h.broker.Join(ctx, m.Room, info, h.cfg.MaxPeersPerRoom)
+	if err != nil {
+		h.unregister(s)
+		s.end(0, "")
+		if errors.Is(err, ErrRoomFull) {
+			c.sendError(&wire.Error{Code: wire.CodeRoomFull, Message: "the room is full", Ref: m.Ref})
+			return
+		}
+		h.log.Error("join failed", "room", m.Room, "err", err)
+		c.fail(wire.CloseInternal, "internal error")
+		return
+	}
+	c.log = c.log.With("peer", s.id, "room", s.room)
+	if !h.welcome(c, s, others, token, false) {
+		return
+	}
+	c.log.Info("joined", "peers", len(others))
+}
+
+// resume takes an earlier session back for c. It reports false when the
+// token is unknown or expired, so the join proceeds as a new session.
+func (h *Hub) resume(c *conn, m *wire.Message) bool {
+	h.mu.Lock()
+	s := h.tokens[m.Resume]
+	if s == nil || s.room != m.Room || h.sessions[s.id] != s {
+		h.mu.Unlock()
+		return false
+	}
+	delete(h.tokens, m.Resume)
+	token := rand.Text() + rand.Text()
+	h.tokens[token] = s
+	s.resume = token
+	h.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
+	defer cancel()
+	members, err := h.broker.Members(ctx, s.room)
+	if err != nil {
+		h.log.Error("resume failed", "room", s.room, "err", err)
+		c.fail(wire.CloseInternal, "internal error")
+		return true
+	}
+	others := make([]wire.PeerInfo, 0, len(members))
+	for _, p := range members {
+		if p.ID != s.id {
+			others = append(others, p)
+		}
+	}
+	c.log = c.log.With("peer", s.id, "room", s.room)
+	if !h.welcome(c, s, others, token, true) {
+		return false
+	}
+	c.log.Info("resumed", "peers", len(others))
+	return true
+}
+
+// welcome attaches s to c with its welcome first. It fails when the
+// session ended meanwhile.
+func (h *Hub) welcome(c *conn, s *session, others []wire.PeerInfo, token string, resumed bool) bool {
+	if others == nil {
+		others = []wire.PeerInfo{}
+	}
+	ice := []wire.ICEServer{}
+	if h.ice != nil {
+		ice = append(ice, h.ice.ICEServers(s.id)...)
+	}
+	frame, err := wire.Encode(wire.Welcome{
+		Type: wire.TypeWelcome, ID: s.id, Room: s.room, Peers: others,
+		ICEServers: ice, Resume: token, Resumed: resumed,
+	})
+	if err != nil {
+		h.log.Error("encode welcome", "err", err)
+		c.fail(wire.CloseInternal, "internal error")
+		return false
+	}
+	if !s.attach(c, frame) {
+		return false
+	}
+	c.session = s
+	c.joined.Store(true)
+	return true
+}
+
+func (h *Hub) handleLeave(c *conn, _ *wire.Message) {
+	s := c.session
+	if !s.end(wire.CloseNormal, "left") {
+		return
+	}
+	h.leave(s, wire.ReasonLeft)
+	c.log.Info("left")
+}
+
+func (h *Hub) handleRelay(c *conn, m *wire.Message) {
+	s := c.session
+	if m.To == s.id {
+		c.sendError(&wire.Error{Code: wire.CodeUnknownPeer, Message: "to names this peer itself", Ref: m.Ref})
+		return
+	}
+	ref := m.Ref
+	m.From, m.Ref = s.id, ""
+	frame, err := wire.Encode(m)
+	if err != nil {
+		// Raw fields were validated JSON; this is a bug, not the client's fault.
+		h.log.Error("encode relay", "err", err)
+		c.fail(wire.CloseInternal, "internal error")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
+	defer cancel()
+	err = h.broker.Publish(ctx, Envelope{Room: s.room, From: s.id, To: m.To, Frame: frame})
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrUnknownPeer):
+		c.sendError(&wire.Error{Code: wire.CodeUnknownPeer, Message: "no peer " + string(m.To) + " in this room", Ref: ref})
+	default:
+		h.log.Error("relay failed", "err", err)
+		c.fail(wire.CloseInternal, "internal error")
+	}
+}
+
+// expire ends a detached session whose grace ran out, telling the room.
+func (h *Hub) expire(s *session) {
+	if !s.expireIfDetached() {
+		return
+	}
+	h.leave(s, wire.ReasonTimeout)
+	h.log.Info("session expired", "peer", s.id, "room", s.room)
+}
+
+// leave forgets an ended session and tells its room.
+func (h *Hub) leave(s *session, reason string) {
+	h.unregister(s)
+	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
+	defer cancel()
+	if err := h.broker.Leave(ctx, s.room, s.id, reason); err != nil {
+		h.log.Error("leave failed", "peer", s.id, "room", s.room, "err", err)
+	}
+}
+
+// register adds a new session and returns its resume token.
+func (h *Hub) register(s *session) (string, bool) {
+	token := rand.Text() + rand.Text()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return "", false
+	}
+	s.resume = token
+	h.sessions[s.id] = s
+	h.tokens[token] = s
+	return token, true
+}
+
+func (h *Hub) unregister(s *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.sessions[s.id] == s {
+		delete(h.sessions, s.id)
+		delete(h.tokens, s.resume)
+	}
+}
+
+// close ends every session without telling the broker (the node is going
+// away; its presence goes with it) and stops their timers.
+func (h *Hub) close() {
+	h.mu.Lock()
+	h.closed = true
+	sessions := h.sessions
+	h.sessions = make(map[wire.PeerID]*session)
+	h.tokens = make(map[string]*session)
+	h.mu.Unlock()
+	for _, s := range sessions {
+		s.end(wire.CloseGoingAway, "server is shutting down")
+	}
+}
+
+var pongFrame = mustEncode(wire.Message{Type: wire.TypePong})
+
+func encodePeerJoined(p wire.PeerInfo) []byte {
+	return mustEncode(wire.Message{Type: wire.TypePeerJoined, Peer: &p})
+}
+
+func encodePeerLeft(id wire.PeerID, reason string) []byte {
+	return mustEncode(wire.Message{Type: wire.TypePeerLeft, ID: id, Reason: reason})
+}
+
+// mustEncode encodes messages built by the server from valid parts.
+func mustEncode(m wire.Message) []byte {
+	b, err := wire.Encode(m)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
