@@ -29,6 +29,26 @@ type Config struct {
 	SendQueue int `env:"SEND_QUEUE" envDefault:"128"`
 	// WriteTimeout bounds every write to a socket.
 	WriteTimeout time.Duration `env:"WRITE_TIMEOUT" envDefault:"10s"`
+
+	// JWTSecret is the HS256 key of join tokens; unset (and no public key):
+	// no authentication.
+	JWTSecret string `env:"JWT_SECRET"`
+	// JWTPublicKey is a PEM public key (the text or a file's path) for
+	// RS256, ES256/384/512 or EdDSA tokens, the algorithm pinned by its type.
+	JWTPublicKey string `env:"JWT_PUBLIC_KEY"`
+	// AllowedOrigins lists the browser origins that may connect, or "*";
+	// empty: the server's own origin only.
+	AllowedOrigins []string `env:"ALLOWED_ORIGINS"`
+	// MaxConnsPerIP caps open connections per address (IPv6 per /64); 0: off.
+	MaxConnsPerIP int `env:"MAX_CONNS_PER_IP" envDefault:"256"`
+	// HandshakeRate caps upgrades per second per address (burst twice
+	// that); 0: off.
+	HandshakeRate float64 `env:"HANDSHAKE_RATE" envDefault:"50"`
+	// TrustedProxies are the CIDRs whose X-Forwarded-For is believed.
+	TrustedProxies []string `env:"TRUSTED_PROXIES"`
+	// Compression enables permessage-deflate (RFC 7692); the size limit
+	// then applies to the inflated message.
+	Compression bool `env:"COMPRESSION" envDefault:"false"`
 }
 
 // ResumeQueue is how many messages wait for a vanished peer; one more drops
@@ -47,6 +67,8 @@ func DefaultConfig() Config {
 		RateBurst:       200,
 		SendQueue:       128,
 		WriteTimeout:    10 * time.Second,
+		MaxConnsPerIP:   256,
+		HandshakeRate:   50,
 	}
 }
 
@@ -83,5 +105,26 @@ func (c *Config) Validate() error {
 	if c.WriteTimeout <= 0 {
 		bad("WRITE_TIMEOUT", "must be positive, got %s", c.WriteTimeout)
 	}
+	if c.MaxConnsPerIP < 0 {
+		bad("MAX_CONNS_PER_IP", "must not be negative (0 turns the limit off), got %d", c.MaxConnsPerIP)
+	}
+	if c.HandshakeRate < 0 {
+		bad("HANDSHAKE_RATE", "must not be negative (0 turns the limit off), got %v", c.HandshakeRate)
+	}
+	if c.JWTSecret != "" && c.JWTPublicKey != "" {
+		bad("JWT_PUBLIC_KEY", "set either HUDDLE_JWT_SECRET or HUDDLE_JWT_PUBLIC_KEY, not both")
+	}
+	if _, err := newVerifier(c, time.Now); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := newOriginPolicy(c.AllowedOrigins); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := parsePrefixes(c.TrustedProxies); err != nil {
+		bad("TRUSTED_PROXIES", "%v", err)
+	}
 	return errors.Join(errs...)
 }
+
+// AuthRequired reports whether join tokens are required.
+func (c *Config) AuthRequired() bool { return c.JWTSecret != "" || c.JWTPublicKey != "" }

@@ -37,11 +37,13 @@ type conn struct {
 	closing     bool
 	closeCode   int
 	closeReason string
+	flush       bool // write what is queued before the close frame
 
 	notify chan struct{} // wakes the writer; capacity 1
 	done   chan struct{} // closed when the reader has ended
 
 	// Used by the reader goroutine alone.
+	claims  *Claims // the handshake's token, nil when none is required
 	session *session
 	limiter *rate.Limiter
 	strikes int
@@ -50,9 +52,10 @@ type conn struct {
 	joinTimer *time.Timer
 }
 
-func newConn(ws *websocket.Conn, h *Hub, log *slog.Logger) *conn {
+func newConn(ws *websocket.Conn, h *Hub, log *slog.Logger, claims *Claims) *conn {
 	return &conn{
 		ws:      ws,
+		claims:  claims,
 		hub:     h,
 		log:     log,
 		limit:   h.cfg.SendQueue,
@@ -131,7 +134,7 @@ func (c *conn) readLoop() error {
 		return nil
 	})
 	for {
-		kind, data, err := c.ws.ReadMessage()
+		kind, r, err := c.ws.NextReader()
 		if err != nil {
 			return err
 		}
@@ -141,6 +144,16 @@ func (c *conn) readLoop() error {
 		_ = c.ws.SetReadDeadline(time.Now().Add(alive))
 		if kind != websocket.TextMessage {
 			c.fail(wire.CloseUnsupported, "binary frames are not supported")
+			continue
+		}
+		// The read limit counts bytes on the wire; a compressed message is
+		// bounded again here, inflated, so a small frame cannot blow up.
+		data, err := io.ReadAll(io.LimitReader(r, cfg.MaxMessageBytes+1))
+		if err != nil {
+			return err
+		}
+		if int64(len(data)) > cfg.MaxMessageBytes {
+			c.fail(wire.CloseTooBig, "message too large")
 			continue
 		}
 		if !utf8.Valid(data) {
@@ -154,21 +167,30 @@ func (c *conn) readLoop() error {
 // handle serves one text frame.
 func (c *conn) handle(data []byte) {
 	m, werr := wire.Decode(data)
+	// Every frame counts against the rate, invalid ones too: a flood of
+	// garbage must end in 1008 like any other flood.
+	if !c.limiter.Allow() {
+		c.strikes++
+		if c.strikes >= abuseStrikes {
+			// The rate-limited errors still queued go out before the
+			// close, so that the client learns why.
+			c.flushBeforeClose()
+			c.fail(wire.ClosePolicy, "message rate exceeded")
+			return
+		}
+		ref := m.Ref
+		if werr != nil {
+			ref = werr.Ref
+		}
+		c.sendError(&wire.Error{Code: wire.CodeRateLimited, Message: "message rate exceeded; message dropped", Ref: ref})
+		return
+	}
+	c.strikes = 0
 	if werr != nil {
 		c.log.Debug("refused message", "code", werr.Code, "err", werr.Message)
 		c.sendError(werr)
 		return
 	}
-	if !c.limiter.Allow() {
-		c.strikes++
-		if c.strikes >= abuseStrikes {
-			c.fail(wire.ClosePolicy, "message rate exceeded")
-			return
-		}
-		c.sendError(&wire.Error{Code: wire.CodeRateLimited, Message: "message rate exceeded; message dropped", Ref: m.Ref})
-		return
-	}
-	c.strikes = 0
 	c.log.Debug("message", "type", m.Type)
 	switch m.Type {
 	case wire.TypeJoin:
@@ -282,10 +304,22 @@ func (c *conn) closeWith(code int, reason string) {
 	c.wake()
 }
 
+// flushBeforeClose makes the coming close write what is queued first:
+// those frames then stay with this connection instead of going back to
+// the session (unsent returns none).
+func (c *conn) flushBeforeClose() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.flush = true
+}
+
 // unsent takes the frames a closing connection will not write.
 func (c *conn) unsent() [][]byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.flush {
+		return nil
+	}
 	q := c.queue
 	c.queue = nil
 	return q
@@ -302,7 +336,10 @@ func (c *conn) take() (frames [][]byte, closing bool, code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
-		return nil, true, c.closeCode, c.closeReason
+		if c.flush {
+			frames, c.queue = c.queue, nil
+		}
+		return frames, true, c.closeCode, c.closeReason
 	}
 	frames = c.queue
 	c.queue = nil

@@ -68,6 +68,22 @@ func (h *Hub) handleJoin(c *conn, m *wire.Message) {
 		c.sendError(&wire.Error{Code: wire.CodeAlreadyJoined, Message: "this connection has joined already", Ref: m.Ref})
 		return
 	}
+	if c.claims != nil {
+		if !c.claims.allows(m.Room) {
+			msg := "the token does not allow room " + string(m.Room)
+			if c.claims.Room == "" {
+				msg = `the token has no room claim (use "*" for any room)`
+			}
+			c.sendError(&wire.Error{Code: wire.CodeForbidden, Message: msg, Ref: m.Ref})
+			return
+		}
+		// The token's name overrides join.name; its subject is the default.
+		if c.claims.Name != "" {
+			m.Name = c.claims.Name
+		} else if m.Name == "" {
+			m.Name = c.claims.Subject
+		}
+	}
 	if m.Resume != "" && h.resume(c, m) {
 		return
 	}
@@ -181,11 +197,12 @@ func (h *Hub) welcome(c *conn, s *session, others []wire.PeerInfo, token string,
 
 func (h *Hub) handleLeave(c *conn, _ *wire.Message) {
 	s := c.session
-	if !s.end(wire.CloseNormal, "left") {
-		return
-	}
+	// Tell the room before closing: once the client sees 1000, a join to
+	// the same room must not find it there. Leaving twice is harmless.
 	h.leave(s, wire.ReasonLeft)
-	c.log.Info("left")
+	if s.end(wire.CloseNormal, "left") {
+		c.log.Info("left")
+	}
 }
 
 func (h *Hub) handleRelay(c *conn, m *wire.Message) {
@@ -195,8 +212,19 @@ func (h *Hub) handleRelay(c *conn, m *wire.Message) {
 		return
 	}
 	ref := m.Ref
-	m.From, m.Ref = s.id, ""
-	frame, err := wire.Encode(m)
+	// Relay the type's own fields and no others: a client must not slip
+	// fields of the server's messages (peer, reason, code, ...) or its ref
+	// into what the others get.
+	out := wire.Message{Type: m.Type, To: m.To, From: s.id}
+	switch m.Type {
+	case wire.TypeOffer, wire.TypeAnswer:
+		out.SDP = m.SDP
+	case wire.TypeCandidate:
+		out.Candidate = m.Candidate
+	default: // message
+		out.Data = m.Data
+	}
+	frame, err := wire.Encode(out)
 	if err != nil {
 		// Raw fields were validated JSON; this is a bug, not the client's fault.
 		h.log.Error("encode relay", "err", err)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,9 +32,10 @@ type Options struct {
 	Broker Broker
 	// ICE gives each peer its ICE servers; nil gives none.
 	ICE ICEProvider
-	// CheckOrigin decides whether a browser page's Origin may connect; nil
-	// accepts the server's own origin and clients that send no Origin.
-	CheckOrigin func(r *http.Request) bool
+	// Now is the clock that token expiry and handshake rates are measured
+	// by; nil means time.Now. Tests inject one to expire tokens without
+	// sleeping.
+	Now func() time.Time
 }
 
 // Server is the http.Handler of the WebSocket endpoint (/ws). It owns the
@@ -44,7 +46,9 @@ type Server struct {
 	hub      *Hub
 	broker   Broker
 	upgrader websocket.Upgrader
-	origin   func(r *http.Request) bool
+	origins  *originPolicy
+	tokens   *verifier // nil: no authentication
+	limits   *addrLimits
 
 	draining atomic.Bool
 	mu       sync.Mutex // guards conns
@@ -65,24 +69,31 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if b == nil {
 		b = NewLocalBroker()
 	}
-	origin := opts.CheckOrigin
-	if origin == nil {
-		origin = SameOrigin
+	// Validate has checked these parse.
+	origins, _ := newOriginPolicy(cfg.AllowedOrigins)
+	now := opts.Now
+	if now == nil {
+		now = time.Now
 	}
+	tokens, _ := newVerifier(&cfg, now)
+	limits, _ := newAddrLimits(&cfg, now)
 	s := &Server{
-		cfg:    cfg,
-		log:    log,
-		broker: b,
-		origin: origin,
-		conns:  make(map[*conn]struct{}),
+		cfg:     cfg,
+		log:     log,
+		broker:  b,
+		origins: origins,
+		tokens:  tokens,
+		limits:  limits,
+		conns:   make(map[*conn]struct{}),
 	}
 	s.hub = newHub(cfg, log, b, opts.ICE)
 	s.upgrader = websocket.Upgrader{
-		HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:   1024,
-		WriteBufferSize:  1024,
-		WriteBufferPool:  &sync.Pool{},
-		Subprotocols:     []string{wire.Subprotocol},
+		HandshakeTimeout:  10 * time.Second,
+		ReadBufferSize:    1024,
+		WriteBufferSize:   1024,
+		WriteBufferPool:   &sync.Pool{},
+		Subprotocols:      []string{wire.Subprotocol},
+		EnableCompression: cfg.Compression,
 		// The origin was checked before the upgrade, with a clear answer.
 		CheckOrigin: func(*http.Request) bool { return true },
 		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
@@ -93,22 +104,49 @@ func New(cfg Config, opts Options) (*Server, error) {
 }
 
 // ServeHTTP upgrades a request to a signaling connection and serves it
-// until it ends.
+// until it ends. Every check happens before the upgrade, and a refusal is
+// an HTTP status with a one-line reason.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if status, reason := s.refuse(r); status != 0 {
-		s.log.Info("handshake refused", "status", status, "reason", reason, "remote", r.RemoteAddr)
-		http.Error(w, reason, status)
-		return
-	}
-	// Track the connection before the upgrade so Drain cannot miss it.
+	// Track the connection before anything else so Drain cannot miss it.
 	s.wg.Add(1)
 	defer s.wg.Done()
-	ws, err := s.upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		s.log.Info("upgrade failed", "err", err, "remote", r.RemoteAddr)
+	addr := s.limits.clientAddr(r)
+	refuse := func(status int, reason string) {
+		// Never log the request URL: it may carry ?token=. Debug only:
+		// whoever sends bad handshakes must not be able to fill the logs.
+		s.log.Debug("handshake refused", "status", status, "reason", reason, "addr", addr)
+		http.Error(w, reason, status)
+	}
+	if status, reason := s.checkRequest(r); status != 0 {
+		refuse(status, reason)
 		return
 	}
-	c := newConn(ws, s.hub, s.log.With("conn", rand8(), "remote", r.RemoteAddr))
+	release, reason := s.limits.admit(addr)
+	if release == nil {
+		refuse(http.StatusTooManyRequests, reason)
+		return
+	}
+	defer release()
+	var claims *Claims
+	if s.tokens != nil {
+		token := tokenFrom(r)
+		if token == "" {
+			refuse(http.StatusUnauthorized, "missing token")
+			return
+		}
+		var err error
+		if claims, err = s.tokens.verify(token); err != nil {
+			s.log.Debug("token refused", "err", err, "addr", addr)
+			refuse(http.StatusUnauthorized, tokenError(err))
+			return
+		}
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		s.log.Debug("upgrade failed", "err", err, "addr", addr)
+		return
+	}
+	c := newConn(ws, s.hub, s.log.With("conn", rand8(), "addr", addr), claims)
 	if !s.track(c) {
 		c.closeWith(wire.CloseRestart, "server is draining")
 	}
@@ -117,26 +155,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.untrack(c)
 }
 
-// refuse checks a handshake before the upgrade; a non-zero status refuses it.
-func (s *Server) refuse(r *http.Request) (int, string) {
+// checkRequest applies the checks that need no state; a non-zero status
+// refuses the handshake.
+func (s *Server) checkRequest(r *http.Request) (int, string) {
 	if s.draining.Load() {
 		return http.StatusServiceUnavailable, "server is draining; reconnect to another node"
 	}
 	if !websocket.IsWebSocketUpgrade(r) {
 		return http.StatusBadRequest, "expected a WebSocket upgrade"
 	}
-	if offered := websocket.Subprotocols(r); len(offered) > 0 {
-		ok := false
-		for _, p := range offered {
-			if p == wire.Subprotocol {
-				ok = true
-			}
-		}
-		if !ok {
-			return http.StatusBadRequest, "unsupported subprotocol: offer " + wire.Subprotocol
-		}
+	if offered := websocketProtocols(r); len(offered) > 0 && !slices.Contains(offered, wire.Subprotocol) {
+		return http.StatusBadRequest, "unsupported subprotocol: offer " + wire.Subprotocol
 	}
-	if !s.origin(r) {
+	if !s.origins.check(r) {
 		return http.StatusForbidden, "origin not allowed"
 	}
 	return 0, ""

@@ -38,6 +38,7 @@ type session struct {
 	pending [][]byte
 	resume  string      // the current resume token
 	timer   *time.Timer // the grace timer, while detached
+	expiry  time.Time   // when the grace of a detached session ends
 	// expire runs when the grace ends or the pending queue overflows; it
 	// must not be called with mu held (it talks to the broker).
 	expire func(*session)
@@ -74,6 +75,7 @@ func (s *session) appendPendingLocked(frame []byte) bool {
 	if len(s.pending) >= ResumeQueue {
 		if s.state == sessionDetached {
 			// Beyond the resume queue the peer is dropped as timeout.
+			s.expiry = time.Now()
 			s.timer.Reset(0)
 		}
 		return false
@@ -120,17 +122,19 @@ func (s *session) detachLocked(code int, reason string) {
 	s.pending = append(s.conn.unsent(), s.pending...)
 	s.conn = nil
 	s.state = sessionDetached
-	if s.timer == nil {
-		s.timer = time.AfterFunc(0, func() { s.expire(s) })
-		s.timer.Stop()
-	}
 	wait := s.grace
 	if len(s.pending) > ResumeQueue {
 		wait = 0
 	}
-	s.timer.Reset(wait)
+	s.expiry = time.Now().Add(wait)
+	// Never create the timer with a zero duration and stop it: it may fire
+	// before Stop and expire the session at once.
+	if s.timer == nil {
+		s.timer = time.AfterFunc(wait, func() { s.expire(s) })
+	} else {
+		s.timer.Reset(wait)
+	}
 }
-
 
 // end marks the session gone, closing its connection with code when it has
 // one. It reports whether this call ended it (false: it was gone already).
@@ -157,7 +161,9 @@ func (s *session) end(code int, reason string) bool {
 func (s *session) expireIfDetached() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.state != sessionDetached {
+	// A timer of an earlier detach may fire late, after a resume and a new
+	// detach: only the current expiry counts.
+	if s.state != sessionDetached || time.Now().Before(s.expiry) {
 		return false
 	}
 	s.pending = nil

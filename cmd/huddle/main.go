@@ -55,6 +55,10 @@ func run(args []string) int {
 
 func subcommand(args []string) int {
 	switch args[0] {
+	case "token":
+		return tokenCommand(args[1:], os.Stdout, os.Stderr)
+	case "healthcheck":
+		return healthcheckCommand(os.Stdout, os.Stderr)
 	case "version":
 		fmt.Println("huddle", app.Version())
 		return 0
@@ -73,6 +77,8 @@ Without a command, huddle runs the server, configured by HUDDLE_*
 environment variables (see README.md). SIGINT or SIGTERM drains it.
 
 Commands:
-  version   print the version
-  help      print this text
+  token        print a join token signed with HUDDLE_JWT_SECRET (try auth)
+  healthcheck  exit 0 when the server at HUDDLE_ADDR answers /healthz
+  version      print the version
+  help         print this text
 `

@@ -6,16 +6,25 @@
 package app
 
 import (
+	"crypto/tls"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
+	"github.com/huddle-rtc/huddle/demo"
 	"github.com/huddle-rtc/huddle/signal"
+	"github.com/huddle-rtc/huddle/signal/wire"
+	"github.com/huddle-rtc/huddle/turn"
 )
+
+// maxHeaderBytes bounds a request's headers (431 beyond): a handshake
+// needs a few hundred bytes, a token a few more.
+const maxHeaderBytes = 32 << 10
 
 // App is one running huddle node.
 type App struct {
@@ -24,6 +33,7 @@ type App struct {
 	ln   net.Listener
 	http *http.Server
 	sig  *signal.Server
+	turn *turn.Server // nil when the bundled TURN server is off
 }
 
 // New builds a node and binds its listeners, so that a taken port fails
@@ -32,21 +42,40 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	sig, err := signal.New(cfg.Signal, signal.Options{Logger: log.With("component", "signal")})
+	a := &App{cfg: cfg, log: log}
+	a.http = &http.Server{
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("HUDDLE_TLS_CERT/HUDDLE_TLS_KEY: %w", err)
+		}
+		a.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ice, err := a.startTURN()
 	if err != nil {
 		return nil, err
 	}
+	a.sig, err = signal.New(cfg.Signal, signal.Options{
+		Logger: log.With("component", "signal"),
+		ICE:    iceServers{ice},
+	})
+	if err != nil {
+		return nil, errors.Join(err, a.closeTURN())
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on HUDDLE_ADDR %s: %w", cfg.Addr, err)
+		return nil, errors.Join(fmt.Errorf("listen on HUDDLE_ADDR %s: %w", cfg.Addr, err), a.closeTURN())
 	}
-	a := &App{cfg: cfg, log: log, ln: ln, sig: sig}
-	a.http = &http.Server{
-		Handler:           a.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	if a.http.TLSConfig != nil {
+		ln = tls.NewListener(ln, a.http.TLSConfig)
 	}
+	a.ln = ln
+	a.http.Handler = a.routes()
 	return a, nil
 }
 
@@ -58,6 +87,7 @@ func (a *App) routes() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", a.serveReady)
+	mux.Handle("GET /", demo.Handler())
 	return mux
 }
 
@@ -73,19 +103,36 @@ func (a *App) serveReady(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
-// Ready reports whether the node takes new peers.
+// Ready reports whether the node takes new peers: the hub is not draining
+// and reaches its broker, and the bundled TURN server (when on) listens.
 func (a *App) Ready(ctx context.Context) error {
-	return a.sig.Ready(ctx)
+	if err := a.sig.Ready(ctx); err != nil {
+		return err
+	}
+	if a.cfg.TURN.Enabled && a.turn == nil {
+		return errors.New("TURN server not running")
+	}
+	return nil
 }
 
 // Addr is the address the HTTP server listens on.
 func (a *App) Addr() net.Addr { return a.ln.Addr() }
 
-// URL is the node's base HTTP URL on loopback-friendly form.
-func (a *App) URL() string { return "http://" + a.ln.Addr().String() }
+// URL is the node's base HTTP URL (https with TLS).
+func (a *App) URL() string {
+	if a.cfg.TLSCert != "" {
+		return "https://" + a.ln.Addr().String()
+	}
+	return "http://" + a.ln.Addr().String()
+}
 
-// WSURL is the node's signaling endpoint.
-func (a *App) WSURL() string { return "ws://" + a.ln.Addr().String() + "/ws" }
+// WSURL is the node's signaling endpoint (wss with TLS).
+func (a *App) WSURL() string {
+	if a.cfg.TLSCert != "" {
+		return "wss://" + a.ln.Addr().String() + "/ws"
+	}
+	return "ws://" + a.ln.Addr().String() + "/ws"
+}
 
 // Signal is the node's signaling server (tests drop connections with it).
 func (a *App) Signal() *signal.Server { return a.sig }
@@ -115,10 +162,53 @@ func (a *App) Run(ctx context.Context) error {
 	return err
 }
 
+// startTURN binds and starts the bundled TURN server when it is on, and
+// returns the ICE servers provider (which works without it, for external
+// TURN servers sharing the secret).
+func (a *App) startTURN() (*turn.ICE, error) {
+	if a.cfg.TURN.Enabled {
+		ln, err := turn.Listen(a.cfg.TURN)
+		if err != nil {
+			return nil, fmt.Errorf("TURN: %w", err)
+		}
+		a.turn, err = turn.NewServer(a.cfg.TURN, ln, a.log.With("component", "turn"))
+		if err != nil {
+			return nil, fmt.Errorf("TURN: %w", err)
+		}
+	}
+	ice, err := turn.NewICE(a.cfg.TURN, a.turn)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("TURN: %w", err), a.closeTURN())
+	}
+	return ice, nil
+}
+
+func (a *App) closeTURN() error {
+	if a.turn == nil {
+		return nil
+	}
+	return a.turn.Close()
+}
+
 // close releases everything Run did not already stop.
 func (a *App) close() error {
-	return a.sig.Close()
+	return errors.Join(a.sig.Close(), a.closeTURN())
 }
+
+// iceServers adapts the TURN package's ICE servers to the wire's.
+type iceServers struct{ ice *turn.ICE }
+
+func (p iceServers) ICEServers(peer wire.PeerID) []wire.ICEServer {
+	servers := p.ice.ICEServers(string(peer))
+	out := make([]wire.ICEServer, len(servers))
+	for i, s := range servers {
+		out[i] = wire.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential}
+	}
+	return out
+}
+
+// TURN is the bundled TURN server, nil when it is off.
+func (a *App) TURN() *turn.Server { return a.turn }
 
 // Close stops a node that is not running, or forcefully stops one that
 // is: connections are closed with 1001.
@@ -130,13 +220,27 @@ func (a *App) Close() error {
 	return errors.Join(err, a.close())
 }
 
+func (a *App) turnFeature() string {
+	if a.turn == nil {
+		return "off"
+	}
+	return strings.Join(a.turn.URLs(), " ")
+}
+
 func (a *App) features() []any {
+	auth := "open: anyone may join (set HUDDLE_JWT_SECRET or HUDDLE_JWT_PUBLIC_KEY to require tokens)"
+	if a.cfg.Signal.AuthRequired() {
+		auth = "jwt"
+	}
 	return []any{
-		"addr", a.ln.Addr().String(),
-		"ws", "/ws",
-		"turn", "off",
+		"version", Version(),
+		"url", a.URL(),
+		"ws", a.WSURL(),
+		"tls", a.cfg.TLSCert != "",
+		"turn", a.turnFeature(),
 		"broker", "local",
-		"auth", "open (no HUDDLE_JWT_SECRET)",
-		"demo", "/",
+		"auth", auth,
+		"compression", a.cfg.Signal.Compression,
+		"demo", a.URL()+"/",
 	}
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/huddle-rtc/huddle/signal"
+	"github.com/huddle-rtc/huddle/turn"
 )
 
 // EnvPrefix starts every environment variable huddle reads.
@@ -28,8 +30,12 @@ type Config struct {
 	LogFormat string `env:"LOG_FORMAT" envDefault:"text"`
 	// DrainTimeout bounds a graceful shutdown.
 	DrainTimeout time.Duration `env:"DRAIN_TIMEOUT" envDefault:"10s"`
+	// TLSCert and TLSKey, both set, serve https and wss directly.
+	TLSCert string `env:"TLS_CERT"`
+	TLSKey  string `env:"TLS_KEY"`
 
 	Signal signal.Config
+	TURN   turn.Config
 }
 
 // LoadConfig reads the configuration from environ (KEY=VALUE pairs as in
@@ -148,7 +154,14 @@ func (c *Config) Validate() error {
 	if c.DrainTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("HUDDLE_DRAIN_TIMEOUT: must be positive, got %s", c.DrainTimeout))
 	}
-	errs = append(errs, c.Signal.Validate())
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("HUDDLE_TLS_CERT and HUDDLE_TLS_KEY: set both or neither"))
+	} else if c.TLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+			errs = append(errs, fmt.Errorf("HUDDLE_TLS_CERT/HUDDLE_TLS_KEY: %w", err))
+		}
+	}
+	errs = append(errs, c.Signal.Validate(), c.TURN.Validate())
 	return errors.Join(errs...)
 }
 

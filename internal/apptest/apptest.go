@@ -20,6 +20,13 @@ func Config(t testing.TB) app.Config {
 		t.Fatalf("apptest: default config: %v", err)
 	}
 	cfg.Addr = "127.0.0.1:0"
+	// TURN on loopback: relay addresses on 127.0.0.1 above the ephemeral
+	// range, and relaying to loopback peers allowed (tests have no others).
+	cfg.TURN.Addr = "127.0.0.1:0"
+	cfg.TURN.PublicIP = "127.0.0.1"
+	cfg.TURN.RelayPorts = "61000-65535"
+	cfg.TURN.AllowPeers = []string{"127.0.0.0/8"}
+	cfg.TURN.UDPSockets = 1
 	return cfg
 }
 

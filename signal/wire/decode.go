@@ -24,7 +24,9 @@ func Decode(data []byte) (Message, *Error) {
 			return Message{}, Errorf(CodeBadMessage, "ref must be a string")
 		}
 		if m.Type == "" || typeErr.Field == "type" {
-			return Message{}, Errorf(CodeBadMessage, "type must be a string")
+			e := Errorf(CodeBadMessage, "type must be a string")
+			e.Ref = validRef(m.Ref)
+			return Message{}, e
 		}
 		if !isClientType(m.Type) {
 			return Message{}, unknownType(m)
@@ -140,14 +142,16 @@ func (m *Message) validateJoin() *Error {
 		if m.Meta[0] != '{' {
 			return Errorf(CodeBadMessage, "join: meta must be a JSON object")
 		}
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, m.Meta); err != nil {
+		// Measure meta as Encode writes it (compacted, with <, > and &
+		// escaped), so that what is accepted is accepted again once relayed.
+		meta, err := json.Marshal(m.Meta)
+		if err != nil {
 			return Errorf(CodeBadMessage, "join: meta is not valid JSON")
 		}
-		if buf.Len() > MaxMetaLen {
+		if len(meta) > MaxMetaLen {
 			return Errorf(CodeBadMessage, "join: meta is larger than %d bytes", MaxMetaLen)
 		}
-		m.Meta = buf.Bytes()
+		m.Meta = meta
 	}
 	return nil
 }
