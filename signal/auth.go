@@ -221,7 +221,7 @@ func newOriginPolicy(list []string) (*originPolicy, error) {
 			errs = append(errs, fmt.Errorf("HUDDLE_ALLOWED_ORIGINS: %q is not an origin like https://app.example.com", o))
 			continue
 		}
-		p.allowed[strings.ToLower(u.Scheme+"://"+u.Host)] = true
+		p.allowed[normalOrigin(u)] = true
 	}
 	return p, errors.Join(errs...)
 }
@@ -236,5 +236,25 @@ func (p *originPolicy) check(r *http.Request) bool {
 	if len(p.allowed) == 0 {
 		return SameOrigin(r)
 	}
-	return p.allowed[strings.ToLower(strings.TrimSuffix(origin, "/"))]
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	return p.allowed[normalOrigin(u)]
+}
+
+// normalOrigin writes an origin the way browsers send it: lower case, no
+// default port, no path.
+func normalOrigin(u *url.URL) string {
+	scheme, host, port := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname()), u.Port()
+	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
+		port = ""
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != "" {
+		host += ":" + port
+	}
+	return scheme + "://" + host
 }

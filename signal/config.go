@@ -26,7 +26,11 @@ type Config struct {
 	RateBurst int `env:"RATE_BURST" envDefault:"200"`
 	// SendQueue bounds the frames waiting for one connection's writer; a
 	// client that lets it overflow is closed with 4011.
-	SendQueue int `env:"SEND_QUEUE" envDefault:"128"`
+	// The default, the most the resume queue allows, holds one peer's whole
+	// RateBurst: the hub reads frames faster than it writes them (one
+	// syscall per frame), so a smaller queue lets a peer's allowed ICE
+	// burst close a receiver that is reading.
+	SendQueue int `env:"SEND_QUEUE" envDefault:"255"`
 	// WriteTimeout bounds every write to a socket.
 	WriteTimeout time.Duration `env:"WRITE_TIMEOUT" envDefault:"10s"`
 
@@ -65,7 +69,7 @@ func DefaultConfig() Config {
 		JoinTimeout:     10 * time.Second,
 		RateLimit:       50,
 		RateBurst:       200,
-		SendQueue:       128,
+		SendQueue:       ResumeQueue - 1,
 		WriteTimeout:    10 * time.Second,
 		MaxConnsPerIP:   256,
 		HandshakeRate:   50,

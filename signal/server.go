@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/huddle-rtc/huddle/signal/wire"
 )
@@ -36,6 +37,9 @@ type Options struct {
 	// by; nil means time.Now. Tests inject one to expire tokens without
 	// sleeping.
 	Now func() time.Time
+	// Registerer takes the hub's Prometheus metrics; nil keeps them
+	// unregistered.
+	Registerer prometheus.Registerer
 }
 
 // Server is the http.Handler of the WebSocket endpoint (/ws). It owns the
@@ -49,11 +53,17 @@ type Server struct {
 	origins  *originPolicy
 	tokens   *verifier // nil: no authentication
 	limits   *addrLimits
+	metrics  *metrics
 
 	draining atomic.Bool
-	mu       sync.Mutex // guards conns
+	mu       sync.Mutex // guards conns, active and idle
 	conns    map[*conn]struct{}
-	wg       sync.WaitGroup // one per connection being served
+	// active counts the requests being served; idle is closed when it
+	// drops to zero. Not a WaitGroup: handshakes keep arriving (and get
+	// 503) while Drain waits, and WaitGroup forbids an Add from zero
+	// concurrent with a Wait (it panics).
+	active int
+	idle   chan struct{}
 }
 
 // New builds a Server from a validated configuration.
@@ -84,6 +94,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		origins: origins,
 		tokens:  tokens,
 		limits:  limits,
+		metrics: newMetrics(opts.Registerer),
 		conns:   make(map[*conn]struct{}),
 	}
 	s.hub = newHub(cfg, log, b, opts.ICE)
@@ -108,13 +119,24 @@ func New(cfg Config, opts Options) (*Server, error) {
 // an HTTP status with a one-line reason.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Track the connection before anything else so Drain cannot miss it.
-	s.wg.Add(1)
-	defer s.wg.Done()
+	s.enter()
+	defer s.leave()
 	addr := s.limits.clientAddr(r)
 	refuse := func(status int, reason string) {
-		// Never log the request URL: it may carry ?token=. Debug only:
-		// whoever sends bad handshakes must not be able to fill the logs.
-		s.log.Debug("handshake refused", "status", status, "reason", reason, "addr", addr)
+		s.metrics.refused(status)
+		// Never log the request URL: it may carry ?token=. Token and rate
+		// refusals are at debug (counted in metrics): whoever sends them
+		// must not be able to fill the logs.
+		level := slog.LevelInfo
+		switch status {
+		case http.StatusUnauthorized:
+			level = slog.LevelDebug
+			w.Header().Set("WWW-Authenticate", `Bearer realm="huddle"`)
+		case http.StatusTooManyRequests:
+			level = slog.LevelDebug
+			w.Header().Set("Retry-After", "1")
+		}
+		s.log.Log(r.Context(), level, "handshake refused", "status", status, "reason", reason, "addr", addr)
 		http.Error(w, reason, status)
 	}
 	if status, reason := s.checkRequest(r); status != 0 {
@@ -227,8 +249,30 @@ func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), closeWait+time.Second)
 	defer cancel()
 	err := s.wait(ctx)
+	if err != nil {
+		// A client that neither reads nor answers the close keeps its
+		// pumps in a write or a read until their deadlines: cut it, so
+		// that no pump outlives Close.
+		s.abortAll()
+		ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+		defer cancel()
+		err = s.wait(ctx)
+	}
 	s.hub.close()
 	return errors.Join(err, s.broker.Close())
+}
+
+// abortAll drops every connection's network connection, close frame or not.
+func (s *Server) abortAll() {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.abort(errors.New("server closed"))
+	}
 }
 
 func (s *Server) closeAll(code int, reason string) {
@@ -243,14 +287,35 @@ func (s *Server) closeAll(code int, reason string) {
 	}
 }
 
+func (s *Server) enter() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active == 0 {
+		s.idle = make(chan struct{})
+	}
+	s.active++
+}
+
+func (s *Server) leave() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active--
+	if s.active == 0 {
+		close(s.idle)
+	}
+}
+
+// wait returns once no request is being served, or with ctx's error.
 func (s *Server) wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
+	s.mu.Lock()
+	if s.active == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	idle := s.idle
+	s.mu.Unlock()
 	select {
-	case <-done:
+	case <-idle:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("connections still open: %w", ctx.Err())
