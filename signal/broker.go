@@ -2,6 +2,7 @@ package signal
 
 import (
 	"context"
+	"time"
 
 	"github.com/huddle-rtc/huddle/signal/wire"
 )
@@ -45,10 +46,14 @@ type Envelope struct {
 	To wire.PeerID
 	// Frame is the encoded message, shared by every recipient: never modify.
 	Frame []byte
+	// ReadAt is when the hub read the message (for the relay latency
+	// metric); zero for the server's own messages.
+	ReadAt time.Time
 }
 
 // Deliverer takes frames for peers of this node.
 type Deliverer interface {
-	// Deliver queues frame for peer to; it never blocks.
-	Deliver(to wire.PeerID, frame []byte)
+	// Deliver queues frame for peer to; it never blocks. readAt is the
+	// Envelope's.
+	Deliver(to wire.PeerID, frame []byte, readAt time.Time)
 }

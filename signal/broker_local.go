@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/huddle-rtc/huddle/signal/wire"
 )
@@ -46,7 +47,7 @@ func (b *LocalBroker) Join(_ context.Context, room wire.RoomID, peer wire.PeerIn
 	if len(others) > 0 {
 		frame := encodePeerJoined(peer)
 		for _, m := range others {
-			b.deliver.Deliver(m.ID, frame)
+			b.deliver.Deliver(m.ID, frame, time.Time{})
 		}
 	}
 	b.mu.Unlock()
@@ -70,7 +71,7 @@ func (b *LocalBroker) Leave(_ context.Context, room wire.RoomID, id wire.PeerID,
 	b.rooms[room] = members
 	frame := encodePeerLeft(id, reason)
 	for _, m := range members {
-		b.deliver.Deliver(m.ID, frame)
+		b.deliver.Deliver(m.ID, frame, time.Time{})
 	}
 	return nil
 }
@@ -91,12 +92,12 @@ func (b *LocalBroker) Publish(_ context.Context, env Envelope) error {
 		if !slices.ContainsFunc(members, func(p wire.PeerInfo) bool { return p.ID == env.To }) {
 			return ErrUnknownPeer
 		}
-		b.deliver.Deliver(env.To, env.Frame)
+		b.deliver.Deliver(env.To, env.Frame, env.ReadAt)
 		return nil
 	}
 	for _, m := range members {
 		if m.ID != env.From {
-			b.deliver.Deliver(m.ID, env.Frame)
+			b.deliver.Deliver(m.ID, env.Frame, env.ReadAt)
 		}
 	}
 	return nil

@@ -23,6 +23,17 @@ const closeWait = 2 * time.Second
 // the connection is closed with 1008.
 const abuseStrikes = 50
 
+// outFrame is one frame queued for a connection.
+type outFrame struct {
+	data []byte
+	// readAt is when the hub read the message this frame relays; zero for
+	// the server's own messages.
+	readAt time.Time
+	// ephemeral frames answer this connection alone (errors, pong, its
+	// welcome): a resumed session does not replay them.
+	ephemeral bool
+}
+
 // conn is one WebSocket connection: one reader (the goroutine that runs
 // serve) and one writer goroutine, a bounded queue between the hub and the
 // writer, deadlines on every read and write.
@@ -32,7 +43,7 @@ type conn struct {
 	log *slog.Logger
 
 	mu          sync.Mutex // guards the fields below
-	queue       [][]byte
+	queue       []outFrame
 	limit       int // the queue's bound; raised while a resume flushes
 	closing     bool
 	closeCode   int
@@ -47,6 +58,7 @@ type conn struct {
 	session *session
 	limiter *rate.Limiter
 	strikes int
+	readAt  time.Time // when the message being handled was read
 
 	joined    atomic.Bool
 	joinTimer *time.Timer
@@ -92,6 +104,7 @@ func (c *conn) serve() {
 	_ = c.ws.Close()
 	<-writerDone
 	code, reason := c.closeStatus(err)
+	c.hub.metrics.closed(code)
 	if c.session != nil {
 		c.session.detach(c, code, reason)
 	}
@@ -141,7 +154,8 @@ func (c *conn) readLoop() error {
 		if c.isClosing() {
 			continue // draining the client's last frames until its close
 		}
-		_ = c.ws.SetReadDeadline(time.Now().Add(alive))
+		c.readAt = time.Now()
+		_ = c.ws.SetReadDeadline(c.readAt.Add(alive))
 		if kind != websocket.TextMessage {
 			c.fail(wire.CloseUnsupported, "binary frames are not supported")
 			continue
@@ -170,6 +184,7 @@ func (c *conn) handle(data []byte) {
 	// Every frame counts against the rate, invalid ones too: a flood of
 	// garbage must end in 1008 like any other flood.
 	if !c.limiter.Allow() {
+		c.hub.metrics.rateLimited.Inc()
 		c.strikes++
 		if c.strikes >= abuseStrikes {
 			// The rate-limited errors still queued go out before the
@@ -230,18 +245,18 @@ func (c *conn) sendError(e *wire.Error) {
 		c.fail(wire.CloseInternal, "internal error")
 		return
 	}
+	c.hub.metrics.errorsSent.WithLabelValues(string(e.Code)).Inc()
 	c.send(frame)
 }
 
 // send queues a frame for this connection alone (answers and errors), with
 // the same bound as relayed frames.
 func (c *conn) send(frame []byte) {
-	if c.session != nil {
-		c.session.enqueue(frame)
-		return
-	}
-	if c.push(frame) == pushFull {
-		c.closeWith(wire.CloseTooSlow, "send queue overflow")
+	switch c.push(outFrame{data: frame, ephemeral: true}) {
+	case pushFull:
+		c.hub.metrics.overflows.Inc()
+		c.fail(wire.CloseTooSlow, "send queue overflow")
+	case pushClosed, pushed:
 	}
 }
 
@@ -255,7 +270,7 @@ const (
 )
 
 // push queues frame unless the queue is full or the connection closing.
-func (c *conn) push(frame []byte) pushResult {
+func (c *conn) push(frame outFrame) pushResult {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -271,11 +286,12 @@ func (c *conn) push(frame []byte) pushResult {
 	return pushed
 }
 
-// pushAll queues first and then rest whatever their number (a resume's
-// backlog), raising the bound until the writer has taken them.
-func (c *conn) pushAll(first []byte, rest [][]byte) {
+// pushAll queues first (for this connection alone) and then rest whatever
+// their number (a resume's backlog), raising the bound until the writer has
+// taken them.
+func (c *conn) pushAll(first []byte, rest []outFrame) {
 	c.mu.Lock()
-	c.queue = append(c.queue, first)
+	c.queue = append(c.queue, outFrame{data: first, ephemeral: true})
 	c.queue = append(c.queue, rest...)
 	c.limit = max(c.limit, len(c.queue)+c.hub.cfg.SendQueue)
 	c.mu.Unlock()
@@ -313,16 +329,22 @@ func (c *conn) flushBeforeClose() {
 	c.flush = true
 }
 
-// unsent takes the frames a closing connection will not write.
-func (c *conn) unsent() [][]byte {
+// unsent takes the frames a closing connection will not write and that a
+// resume should replay (not the ephemeral ones).
+func (c *conn) unsent() []outFrame {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.flush {
 		return nil
 	}
-	q := c.queue
+	var keep []outFrame
+	for _, f := range c.queue {
+		if !f.ephemeral {
+			keep = append(keep, f)
+		}
+	}
 	c.queue = nil
-	return q
+	return keep
 }
 
 func (c *conn) isClosing() bool {
@@ -332,7 +354,7 @@ func (c *conn) isClosing() bool {
 }
 
 // take hands the writer what it has to do: frames to write, or a close.
-func (c *conn) take() (frames [][]byte, closing bool, code int, reason string) {
+func (c *conn) take() (frames []outFrame, closing bool, code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
@@ -367,9 +389,12 @@ func (c *conn) writeLoop() {
 		frames, closing, code, reason := c.take()
 		for _, f := range frames {
 			_ = c.ws.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
-			if err := c.ws.WriteMessage(websocket.TextMessage, f); err != nil {
+			if err := c.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
 				c.abort(err)
 				return
+			}
+			if !f.readAt.IsZero() {
+				c.hub.metrics.relayLatency.Observe(time.Since(f.readAt).Seconds())
 			}
 		}
 		if closing {

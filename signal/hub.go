@@ -27,10 +27,11 @@ const brokerTimeout = 5 * time.Second
 // Lock order: broker locks, then Hub.mu, then session.mu, then conn.mu.
 // The hub never calls the broker while holding its own locks.
 type Hub struct {
-	cfg    Config
-	log    *slog.Logger
-	broker Broker
-	ice    ICEProvider
+	cfg     Config
+	log     *slog.Logger
+	broker  Broker
+	ice     ICEProvider
+	metrics *metrics
 
 	mu       sync.RWMutex // guards the fields below
 	sessions map[wire.PeerID]*session
@@ -40,12 +41,13 @@ type Hub struct {
 
 var _ Deliverer = (*Hub)(nil)
 
-func newHub(cfg Config, log *slog.Logger, b Broker, ice ICEProvider) *Hub {
+func newHub(cfg Config, log *slog.Logger, b Broker, ice ICEProvider, m *metrics) *Hub {
 	h := &Hub{
 		cfg:      cfg,
 		log:      log,
 		broker:   b,
 		ice:      ice,
+		metrics:  m,
 		sessions: make(map[wire.PeerID]*session),
 		tokens:   make(map[string]*session),
 	}
@@ -54,12 +56,12 @@ func newHub(cfg Config, log *slog.Logger, b Broker, ice ICEProvider) *Hub {
 }
 
 // Deliver implements Deliverer: it queues frame for a local peer.
-func (h *Hub) Deliver(to wire.PeerID, frame []byte) {
+func (h *Hub) Deliver(to wire.PeerID, frame []byte, readAt time.Time) {
 	h.mu.RLock()
 	s := h.sessions[to]
 	h.mu.RUnlock()
 	if s != nil {
-		s.enqueue(frame)
+		s.enqueue(outFrame{data: frame, readAt: readAt})
 	}
 }
 
@@ -84,8 +86,12 @@ func (h *Hub) handleJoin(c *conn, m *wire.Message) {
 			m.Name = c.claims.Subject
 		}
 	}
-	if m.Resume != "" && h.resume(c, m) {
-		return
+	if m.Resume != "" {
+		if h.resume(c, m) {
+			h.metrics.resumes.WithLabelValues("ok").Inc()
+			return
+		}
+		h.metrics.resumes.WithLabelValues("failed").Inc()
 	}
 	h.join(c, m)
 }
@@ -231,11 +237,12 @@ func (h *Hub) handleRelay(c *conn, m *wire.Message) {
 		c.fail(wire.CloseInternal, "internal error")
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
-	defer cancel()
-	err = h.broker.Publish(ctx, Envelope{Room: s.room, From: s.id, To: m.To, Frame: frame})
+	// No deadline of our own on this hot path: a broker that talks to a
+	// network bounds its calls itself.
+	err = h.broker.Publish(context.Background(), Envelope{Room: s.room, From: s.id, To: m.To, Frame: frame, ReadAt: c.readAt})
 	switch {
 	case err == nil:
+		h.metrics.relayed.WithLabelValues(string(m.Type)).Inc()
 	case errors.Is(err, ErrUnknownPeer):
 		c.sendError(&wire.Error{Code: wire.CodeUnknownPeer, Message: "no peer " + string(m.To) + " in this room", Ref: ref})
 	default:
@@ -274,6 +281,7 @@ func (h *Hub) register(s *session) (string, bool) {
 	s.resume = token
 	h.sessions[s.id] = s
 	h.tokens[token] = s
+	h.metrics.peers.Inc()
 	return token, true
 }
 
@@ -283,7 +291,19 @@ func (h *Hub) unregister(s *session) {
 	if h.sessions[s.id] == s {
 		delete(h.sessions, s.id)
 		delete(h.tokens, s.resume)
+		h.metrics.peers.Dec()
 	}
+}
+
+// roomCount is the number of rooms with a session on this node.
+func (h *Hub) roomCount() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	rooms := make(map[wire.RoomID]struct{})
+	for _, s := range h.sessions {
+		rooms[s.room] = struct{}{}
+	}
+	return len(rooms)
 }
 
 // close ends every session without telling the broker (the node is going
@@ -294,6 +314,7 @@ func (h *Hub) close() {
 	sessions := h.sessions
 	h.sessions = make(map[wire.PeerID]*session)
 	h.tokens = make(map[string]*session)
+	h.metrics.peers.Sub(float64(len(sessions)))
 	h.mu.Unlock()
 	for _, s := range sessions {
 		s.end(wire.CloseGoingAway, "server is shutting down")

@@ -97,7 +97,12 @@ func New(cfg Config, opts Options) (*Server, error) {
 		metrics: newMetrics(opts.Registerer),
 		conns:   make(map[*conn]struct{}),
 	}
-	s.hub = newHub(cfg, log, b, opts.ICE)
+	s.hub = newHub(cfg, log, b, opts.ICE, s.metrics)
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "huddle_rooms", Help: "Rooms with at least one peer on this node.",
+		}, func() float64 { return float64(s.hub.roomCount()) }))
+	}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout:  10 * time.Second,
 		ReadBufferSize:    1024,
@@ -210,6 +215,7 @@ func (s *Server) track(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.conns[c] = struct{}{}
+	s.metrics.conns.Inc()
 	return !s.draining.Load()
 }
 
@@ -217,6 +223,7 @@ func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
+	s.metrics.conns.Dec()
 }
 
 // Ready reports whether the server takes new peers: not draining and its

@@ -35,7 +35,7 @@ type session struct {
 	mu      sync.Mutex // guards the fields below; taken before conn.mu
 	state   sessionState
 	conn    *conn
-	pending [][]byte
+	pending []outFrame
 	resume  string      // the current resume token
 	timer   *time.Timer // the grace timer, while detached
 	expiry  time.Time   // when the grace of a detached session ends
@@ -46,7 +46,7 @@ type session struct {
 
 // enqueue queues frame for the peer; it never blocks. It reports whether
 // the frame was kept.
-func (s *session) enqueue(frame []byte) bool {
+func (s *session) enqueue(frame outFrame) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch s.state {
@@ -57,6 +57,7 @@ func (s *session) enqueue(frame []byte) bool {
 		case pushFull:
 			// Close the connection (4011) and keep what it had not written
 			// for a resume.
+			s.conn.hub.metrics.overflows.Inc()
 			s.detachLocked(wire.CloseTooSlow, "send queue overflow")
 		case pushClosed:
 			// The connection is closing for another reason; its reader
@@ -71,7 +72,7 @@ func (s *session) enqueue(frame []byte) bool {
 	}
 }
 
-func (s *session) appendPendingLocked(frame []byte) bool {
+func (s *session) appendPendingLocked(frame outFrame) bool {
 	if len(s.pending) >= ResumeQueue {
 		if s.state == sessionDetached {
 			// Beyond the resume queue the peer is dropped as timeout.
@@ -84,8 +85,8 @@ func (s *session) appendPendingLocked(frame []byte) bool {
 	return true
 }
 
-// attach hands the session to c, queuing first, then what waited in
-// pending. It fails when the session is gone.
+// attach hands the session to c, queuing first (the welcome, for c
+// alone), then what waited in pending. It fails when the session is gone.
 func (s *session) attach(c *conn, first []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

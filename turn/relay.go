@@ -26,6 +26,7 @@ type relayAllocator struct {
 	minPort, maxPort uint16
 	policy           *policy
 	denied           *atomic.Uint64 // packets dropped by the policy
+	traffic          traffic        // what the relays carried
 	wg               *sync.WaitGroup
 
 	mu     sync.Mutex
@@ -141,6 +142,12 @@ func (r *relayAllocator) permit(addr net.Addr) bool {
 	return false
 }
 
+// traffic counts what the relay sockets carried, both ways.
+type traffic struct {
+	packetsToPeer, bytesToPeer     atomic.Uint64
+	packetsToClient, bytesToClient atomic.Uint64
+}
+
 // relayConn is an allocation's relay socket. Pion reads it from one
 // goroutine and writes it (Send indications, ChannelData) from the
 // client's read loop.
@@ -165,6 +172,8 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			return n, addr, err
 		}
 		if c.r.permit(addr) {
+			c.r.traffic.packetsToClient.Add(1)
+			c.r.traffic.bytesToClient.Add(uint64(n)) //nolint:gosec // n >= 0
 			return n, addr, nil
 		}
 	}
@@ -175,7 +184,12 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if !c.r.permit(addr) {
 		return 0, errPeerDenied
 	}
-	return c.PacketConn.WriteTo(p, addr)
+	n, err := c.PacketConn.WriteTo(p, addr)
+	if err == nil {
+		c.r.traffic.packetsToPeer.Add(1)
+		c.r.traffic.bytesToPeer.Add(uint64(n)) //nolint:gosec // n >= 0
+	}
+	return n, err
 }
 
 // Close is idempotent: both pion and Server.Close may close a relay.

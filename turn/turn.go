@@ -61,6 +61,10 @@ type Stats struct {
 	PacketsDenied uint64
 	// ChallengesDropped counts 401/438 answers withheld by the rate limit.
 	ChallengesDropped uint64
+	// PacketsToPeer and BytesToPeer count what relays sent to peers;
+	// PacketsToClient and BytesToClient what they received for clients.
+	PacketsToPeer, BytesToPeer     uint64
+	PacketsToClient, BytesToClient uint64
 }
 
 // NewServer validates cfg and starts the bundled TURN server on ln, which it
@@ -288,6 +292,10 @@ func (s *Server) Stats() Stats {
 		PeersDenied:       s.gate.peersDenied.Load(),
 		PacketsDenied:     s.relays.denied.Load(),
 		ChallengesDropped: s.challenges.dropped.Load(),
+		PacketsToPeer:     s.relays.traffic.packetsToPeer.Load(),
+		BytesToPeer:       s.relays.traffic.bytesToPeer.Load(),
+		PacketsToClient:   s.relays.traffic.packetsToClient.Load(),
+		BytesToClient:     s.relays.traffic.bytesToClient.Load(),
 	}
 }
 

@@ -6,15 +6,18 @@
 package app
 
 import (
-	"crypto/tls"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/huddle-rtc/huddle/demo"
 	"github.com/huddle-rtc/huddle/signal"
@@ -34,6 +37,10 @@ type App struct {
 	http *http.Server
 	sig  *signal.Server
 	turn *turn.Server // nil when the bundled TURN server is off
+	reg  *prometheus.Registry
+
+	metricsLn   net.Listener // nil: /metrics is served on ln
+	metricsHTTP *http.Server
 }
 
 // New builds a node and binds its listeners, so that a taken port fails
@@ -42,7 +49,7 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	a := &App{cfg: cfg, log: log}
+	a := &App{cfg: cfg, log: log, reg: newRegistry()}
 	a.http = &http.Server{
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -60,16 +67,28 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	if a.turn != nil {
+		a.reg.MustRegister(newTURNCollector(a.turn))
+	}
 	a.sig, err = signal.New(cfg.Signal, signal.Options{
-		Logger: log.With("component", "signal"),
-		ICE:    iceServers{ice},
+		Logger:     log.With("component", "signal"),
+		ICE:        iceServers{ice},
+		Registerer: a.reg,
 	})
 	if err != nil {
 		return nil, errors.Join(err, a.closeTURN())
 	}
+	if cfg.MetricsAddr != "" {
+		if a.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return nil, errors.Join(fmt.Errorf("listen on HUDDLE_METRICS_ADDR %s: %w", cfg.MetricsAddr, err), a.closeTURN())
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metricsHandler(a.reg))
+		a.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("listen on HUDDLE_ADDR %s: %w", cfg.Addr, err), a.closeTURN())
+		return nil, errors.Join(fmt.Errorf("listen on HUDDLE_ADDR %s: %w", cfg.Addr, err), a.closeTURN(), a.closeMetrics())
 	}
 	if a.http.TLSConfig != nil {
 		ln = tls.NewListener(ln, a.http.TLSConfig)
@@ -87,6 +106,9 @@ func (a *App) routes() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", a.serveReady)
+	if a.metricsLn == nil {
+		mux.Handle("GET /metrics", metricsHandler(a.reg))
+	}
 	mux.Handle("GET /", demo.Handler())
 	return mux
 }
@@ -142,8 +164,21 @@ func (a *App) Signal() *signal.Server { return a.sig }
 // HUDDLE_DRAIN_TIMEOUT) before it returns.
 func (a *App) Run(ctx context.Context) error {
 	a.log.Info("huddle listening", a.features()...)
+	for _, w := range a.warnings() {
+		a.log.Warn(w)
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- a.http.Serve(a.ln) }()
+	metricsDone := make(chan struct{})
+	go func() {
+		defer close(metricsDone)
+		if a.metricsHTTP != nil {
+			if err := a.metricsHTTP.Serve(a.metricsLn); !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("metrics listener failed", "err", err)
+			}
+		}
+	}()
+	defer func() { <-metricsDone }()
 	select {
 	case err := <-serveErr:
 		return errors.Join(fmt.Errorf("serve: %w", err), a.close())
@@ -192,7 +227,23 @@ func (a *App) closeTURN() error {
 
 // close releases everything Run did not already stop.
 func (a *App) close() error {
-	return errors.Join(a.sig.Close(), a.closeTURN())
+	return errors.Join(a.sig.Close(), a.closeTURN(), a.closeMetrics())
+}
+
+func (a *App) closeMetrics() error {
+	if a.metricsLn == nil {
+		return nil
+	}
+	_ = a.metricsLn.Close() // in case Serve never took it
+	return a.metricsHTTP.Close()
+}
+
+// MetricsURL is where /metrics is served.
+func (a *App) MetricsURL() string {
+	if a.metricsLn != nil {
+		return "http://" + a.metricsLn.Addr().String() + "/metrics"
+	}
+	return a.URL() + "/metrics"
 }
 
 // iceServers adapts the TURN package's ICE servers to the wire's.
@@ -227,6 +278,22 @@ func (a *App) turnFeature() string {
 	return strings.Join(a.turn.URLs(), " ")
 }
 
+// minSecretBytes is the shortest HS256 key worth the name (RFC 7518
+// section 3.2: at least the hash's 256 bits).
+const minSecretBytes = 32
+
+// warnings name the settings that work but weaken security.
+func (a *App) warnings() []string {
+	var w []string
+	if n := len(a.cfg.Signal.JWTSecret); n > 0 && n < minSecretBytes {
+		w = append(w, fmt.Sprintf("HUDDLE_JWT_SECRET is %d bytes: use at least %d random bytes (openssl rand -base64 32)", n, minSecretBytes))
+	}
+	if slices.Contains(a.cfg.Signal.AllowedOrigins, "*") && !a.cfg.Signal.AuthRequired() {
+		w = append(w, "HUDDLE_ALLOWED_ORIGINS=* with no token key: any website can use this server")
+	}
+	return w
+}
+
 func (a *App) features() []any {
 	auth := "open: anyone may join (set HUDDLE_JWT_SECRET or HUDDLE_JWT_PUBLIC_KEY to require tokens)"
 	if a.cfg.Signal.AuthRequired() {
@@ -241,6 +308,7 @@ func (a *App) features() []any {
 		"broker", "local",
 		"auth", auth,
 		"compression", a.cfg.Signal.Compression,
-		"demo", a.URL()+"/",
+		"demo", a.URL() + "/",
+		"metrics", a.MetricsURL(),
 	}
 }

@@ -269,6 +269,42 @@ func TestStartupLogSaysAuth(t *testing.T) {
 	}
 }
 
+// TestStartupWarnings: a short secret, or any origin with no token key,
+// start but say so.
+func TestStartupWarnings(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		secret  string
+		origins []string
+		want    string
+	}{
+		{"short", nil, "HUDDLE_JWT_SECRET is 5 bytes"},
+		{"", []string{"*"}, "HUDDLE_ALLOWED_ORIGINS=* with no token key"},
+		{strings.Repeat("k", 32), []string{"*"}, ""},
+		{"", nil, ""},
+	} {
+		cfg := apptest.Config(t)
+		cfg.Signal.JWTSecret, cfg.Signal.AllowedOrigins = tc.secret, tc.origins
+		logs := &appLogs{}
+		a, err := app.New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // start and drain at once: the start-up lines are written first
+		if err := a.Run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		warned := strings.Contains(logs.String(), "HUDDLE_JWT_SECRET is") || strings.Contains(logs.String(), "HUDDLE_ALLOWED_ORIGINS=*")
+		if tc.want == "" && warned || tc.want != "" && !strings.Contains(logs.String(), tc.want) {
+			t.Errorf("secret %q origins %q: want warning %q, log:\n%s", tc.secret, tc.origins, tc.want, logs)
+		}
+		if tc.secret != "" && strings.Contains(logs.String(), tc.secret) {
+			t.Errorf("the secret is in the log:\n%s", logs)
+		}
+	}
+}
+
 // TestStartupErrors: bad security settings fail at start-up, each named.
 func TestStartupErrors(t *testing.T) {
 	t.Parallel()

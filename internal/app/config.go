@@ -28,8 +28,15 @@ type Config struct {
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// LogFormat is text or json.
 	LogFormat string `env:"LOG_FORMAT" envDefault:"text"`
+	// MetricsAddr, when set, serves /metrics on its own listener instead of
+	// HUDDLE_ADDR (keep it off the public internet).
+	MetricsAddr string `env:"METRICS_ADDR"`
 	// DrainTimeout bounds a graceful shutdown.
 	DrainTimeout time.Duration `env:"DRAIN_TIMEOUT" envDefault:"10s"`
+	// JWTSecretFile is the content of the file HUDDLE_JWT_SECRET_FILE names
+	// (a trailing newline ignored): HUDDLE_JWT_SECRET kept out of the
+	// environment. It fills Signal.JWTSecret.
+	JWTSecretFile string `env:"JWT_SECRET_FILE,file"`
 	// TLSCert and TLSKey, both set, serve https and wss directly.
 	TLSCert string `env:"TLS_CERT"`
 	TLSKey  string `env:"TLS_KEY"`
@@ -48,6 +55,13 @@ func LoadConfig(environ []string) (Config, error) {
 		}
 	}
 	cfg, err := env.ParseAsWithOptions[Config](env.Options{Prefix: EnvPrefix, Environment: vars})
+	if cfg.JWTSecretFile != "" {
+		if cfg.Signal.JWTSecret != "" {
+			err = errors.Join(err, errors.New("HUDDLE_JWT_SECRET_FILE: set either it or HUDDLE_JWT_SECRET, not both"))
+		}
+		cfg.Signal.JWTSecret = strings.TrimRight(cfg.JWTSecretFile, "\r\n")
+		cfg.JWTSecretFile = ""
+	}
 	if err == nil {
 		err = cfg.Validate()
 	} else {
