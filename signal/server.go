@@ -168,6 +168,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// The request's form is checked last, so that a page that probes a
+	// refused WebSocket with fetch (a browser cannot read the handshake's
+	// status) learns the real reason: 401, 403, 429 or 503.
+	if status, reason := checkUpgrade(r); status != 0 {
+		refuse(status, reason)
+		return
+	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		s.log.Debug("upgrade failed", "err", err, "addr", addr)
@@ -188,14 +195,19 @@ func (s *Server) checkRequest(r *http.Request) (int, string) {
 	if s.draining.Load() {
 		return http.StatusServiceUnavailable, "server is draining; reconnect to another node"
 	}
+	if !s.origins.check(r) {
+		return http.StatusForbidden, "origin not allowed"
+	}
+	return 0, ""
+}
+
+// checkUpgrade checks that r is a WebSocket handshake for this protocol.
+func checkUpgrade(r *http.Request) (int, string) {
 	if !websocket.IsWebSocketUpgrade(r) {
 		return http.StatusBadRequest, "expected a WebSocket upgrade"
 	}
 	if offered := websocketProtocols(r); len(offered) > 0 && !slices.Contains(offered, wire.Subprotocol) {
 		return http.StatusBadRequest, "unsupported subprotocol: offer " + wire.Subprotocol
-	}
-	if !s.origins.check(r) {
-		return http.StatusForbidden, "origin not allowed"
 	}
 	return 0, ""
 }
