@@ -53,6 +53,10 @@ type Config struct {
 	// Compression enables permessage-deflate (RFC 7692); the size limit
 	// then applies to the inflated message.
 	Compression bool `env:"COMPRESSION" envDefault:"false"`
+
+	// AdminToken is the bearer token of the room API (Server.API); empty:
+	// the API is off and answers 404.
+	AdminToken string `env:"ADMIN_TOKEN"`
 }
 
 // ResumeQueue is how many messages wait for a vanished peer; one more drops

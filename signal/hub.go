@@ -32,6 +32,8 @@ type Hub struct {
 	broker  Broker
 	ice     ICEProvider
 	metrics *metrics
+	events  *eventLog         // presence events for the room API
+	revoke  func(wire.PeerID) // nil: no TURN credentials to revoke
 
 	mu       sync.RWMutex // guards the fields below
 	sessions map[wire.PeerID]*session
@@ -41,13 +43,15 @@ type Hub struct {
 
 var _ Deliverer = (*Hub)(nil)
 
-func newHub(cfg Config, log *slog.Logger, b Broker, ice ICEProvider, m *metrics) *Hub {
+func newHub(cfg Config, log *slog.Logger, b Broker, ice ICEProvider, m *metrics, events *eventLog, revoke func(wire.PeerID)) *Hub {
 	h := &Hub{
 		cfg:      cfg,
 		log:      log,
 		broker:   b,
 		ice:      ice,
 		metrics:  m,
+		events:   events,
+		revoke:   revoke,
 		sessions: make(map[wire.PeerID]*session),
 		tokens:   make(map[string]*session),
 	}
@@ -132,6 +136,9 @@ func (h *Hub) join(c *conn, m *wire.Message) {
 	}
 	c.log = c.log.With("peer", s.id, "room", s.room)
 	if !h.welcome(c, s, others, token, false) {
+		// The session ended before its welcome: it was kicked (or the
+		// server is closing, whose own close code then wins).
+		c.closeWith(wire.CloseKicked, "kicked")
 		return
 	}
 	c.log.Info("joined", "peers", len(others))
@@ -170,6 +177,7 @@ func (h *Hub) resume(c *conn, m *wire.Message) bool {
 	if !h.welcome(c, s, others, token, true) {
 		return false
 	}
+	h.reportDetached(s)
 	c.log.Info("resumed", "peers", len(others))
 	return true
 }
@@ -268,6 +276,63 @@ func (h *Hub) leave(s *session, reason string) {
 	if err := h.broker.Leave(ctx, s.room, s.id, reason); err != nil {
 		h.log.Error("leave failed", "peer", s.id, "room", s.room, "err", err)
 	}
+}
+
+// Kick implements Deliverer: it removes a session of this node from room.
+// Its resume token stops working at once; its connection, if it has one,
+// is closed with 4003; the room gets peer-left with reason kicked.
+func (h *Hub) Kick(room wire.RoomID, id wire.PeerID) bool {
+	h.mu.Lock()
+	s := h.sessions[id]
+	if s == nil || s.room != room {
+		h.mu.Unlock()
+		return false
+	}
+	delete(h.sessions, id)
+	delete(h.tokens, s.resume)
+	h.metrics.peers.Dec()
+	h.mu.Unlock()
+	// Close before telling the room: a kicked peer's frames still being
+	// read must not reach the others after they saw it leave.
+	s.end(wire.CloseKicked, "kicked")
+	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
+	defer cancel()
+	if err := h.broker.Leave(ctx, room, id, wire.ReasonKicked); err != nil {
+		h.log.Error("leave after kick failed", "peer", id, "room", room, "err", err)
+	}
+	h.log.Info("peer kicked", "peer", id, "room", room)
+	return true
+}
+
+// Presence implements Deliverer: it records the event for the room API's
+// stream and refuses a kicked peer's TURN credentials. The broker may hold
+// its locks: neither blocks.
+func (h *Hub) Presence(ev PresenceEvent) {
+	h.events.append(ev)
+	if ev.Kind == PeerLeft && ev.Reason == wire.ReasonKicked && h.revoke != nil {
+		h.revoke(ev.Peer.ID)
+	}
+}
+
+// reportDetached tells the broker whether s waits out its resume grace,
+// when that changed since it last did. It runs after every change of
+// connection (the end of one, a resume), with no lock held; reports of one
+// session are serialized and each reads the state anew, so the last one
+// tells the final state.
+func (h *Hub) reportDetached(s *session) {
+	s.reportMu.Lock()
+	defer s.reportMu.Unlock()
+	detached, live := s.detached()
+	if !live || detached == s.reported {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
+	defer cancel()
+	if err := h.broker.SetDetached(ctx, s.room, s.id, detached); err != nil {
+		h.log.Warn("presence update failed", "peer", s.id, "room", s.room, "err", err)
+		return
+	}
+	s.reported = detached
 }
 
 // register adds a new session and returns its resume token.

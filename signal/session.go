@@ -42,6 +42,11 @@ type session struct {
 	// expire runs when the grace ends or the pending queue overflows; it
 	// must not be called with mu held (it talks to the broker).
 	expire func(*session)
+
+	// reportMu serializes telling the broker whether the session is
+	// detached (Hub.reportDetached); taken before mu, never under it.
+	reportMu sync.Mutex
+	reported bool // what the broker was last told; guarded by reportMu
 }
 
 // enqueue queues frame for the peer; it never blocks. It reports whether
@@ -155,6 +160,14 @@ func (s *session) end(code int, reason string) bool {
 	s.pending = nil
 	s.state = sessionGone
 	return true
+}
+
+// detached reports whether the session waits out its resume grace, and
+// whether it is still live (not gone).
+func (s *session) detached() (detached, live bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state == sessionDetached, s.state != sessionGone
 }
 
 // expireIfDetached ends a detached session whose grace ran out (or whose
