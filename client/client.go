@@ -21,6 +21,10 @@
 // all into one loop that owns the signaling and negotiation state, so an
 // application never sees two events at once.
 //
+// Check smoke-tests a server with two such peers in a fresh room, relay
+// only if asked, and names the stage that failed; cmd/huddle-peer check and
+// the server's relay self-probe are built on it.
+//
 // The client imports nothing of the huddle server but its wire types: it
 // works against any server that follows the protocol (docs/protocol.md).
 package client

@@ -37,12 +37,14 @@ func (pionLogger) Infof(string, ...any)  {}
 // routine lists pion warnings that every normal connection produces (a
 // connectivity check tried before the remote candidates came, a DTLS record
 // racing its endpoint's creation, sockets read or written while a closing
-// connection shuts them); they go to debug, not warn.
+// connection shuts them, a TURN/TCP server address resolved for the other
+// IP family, which ICE tries too); they go to debug, not warn.
 var routine = []string{
 	"without candidate pairs",
 	"no endpoint for packet",
 	"use of closed network connection",
 	"conn is closed",
+	"no suitable address found",
 }
 
 func (l pionLogger) Warn(msg string) { l.warn(msg) }

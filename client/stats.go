@@ -73,17 +73,25 @@ type PeerStats struct {
 
 // Stats returns the current statistics of the connection to this peer.
 func (p *Peer) Stats() PeerStats {
-	s := PeerStats{ID: p.id, Name: p.name, State: p.pc.ConnectionState(), Pair: p.selectedPair()}
+	s := PeerStats{ID: p.id, Name: p.name, State: p.pc.ConnectionState()}
+	p.mu.Lock()
+	connected := !p.st.connectedAt.IsZero()
+	s.TimeToConnect = p.st.elapsed
+	s.DataChannels = p.st.openChannels
+	s.Gathered = maps.Clone(p.st.gathered)
+	p.mu.Unlock()
+	// pion's ICETransport reads its gatherer without its lock, and ICE's
+	// start writes it: ask for the pair only once this peer has connected,
+	// which happens after the start (there is no selected pair before).
+	if !connected {
+		return s
+	}
+	s.Pair = p.selectedPair()
 	if sctp := p.pc.SCTP(); sctp != nil && sctp.Transport() != nil {
 		if ps, ok := sctp.Transport().ICETransport().GetSelectedCandidatePairStats(); ok {
 			s.RTT = time.Duration(ps.CurrentRoundTripTime * float64(time.Second))
 		}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	s.TimeToConnect = p.st.elapsed
-	s.DataChannels = p.st.openChannels
-	s.Gathered = maps.Clone(p.st.gathered)
 	return s
 }
 

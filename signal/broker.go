@@ -57,7 +57,9 @@ type Broker interface {
 	// (Deliverer.Kick there): ErrUnknownPeer when id is not a member of
 	// room, or when no node holds it any more.
 	Kick(ctx context.Context, room wire.RoomID, id wire.PeerID) error
-	// Ready reports whether the broker can serve (nil) or why not.
+	// Ready reports whether the broker can serve (nil) or why not. It is
+	// called on every handshake: it answers from cached state, without
+	// I/O.
 	Ready(ctx context.Context) error
 	// Close releases the broker's resources.
 	Close() error

@@ -1,11 +1,14 @@
 package signal
 
 import (
+	"bufio"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -35,8 +38,13 @@ type outFrame struct {
 }
 
 // conn is one WebSocket connection: one reader (the goroutine that runs
-// serve) and one writer goroutine, a bounded queue between the hub and the
-// writer, deadlines on every read and write.
+// serve) and at most one writer goroutine, a bounded queue between the hub
+// and the writer, deadlines on every read and write.
+//
+// The writer runs only while there is something to write (frames, a ping,
+// the close frame). One timer per connection (tick) asks for pings, drops
+// a silent connection and closes one that does not join in time: an idle
+// connection costs its reader goroutine, parked, and that timer.
 type conn struct {
 	ws  *websocket.Conn
 	hub *Hub
@@ -44,24 +52,38 @@ type conn struct {
 
 	mu          sync.Mutex // guards the fields below
 	queue       []outFrame
-	limit       int // the queue's bound; raised while a resume flushes
+	spare       []outFrame // the writer's last batch, emptied, for reuse
+	limit       int        // the queue's bound; raised while a resume flushes
 	closing     bool
 	closeCode   int
 	closeReason string
-	flush       bool // write what is queued before the close frame
+	flush       bool        // write what is queued before the close frame
+	pingDue     bool        // the writer must send a ping
+	writing     bool        // a writer runs, or has ended the connection's writes for good
+	stopped     bool        // the reader has ended: no writer starts any more
+	timer       *time.Timer // runs tick
+	nextPing    time.Time
+	joinBy      time.Time // the join deadline (4008)
 
-	notify chan struct{} // wakes the writer; capacity 1
-	done   chan struct{} // closed when the reader has ended
+	writers sync.WaitGroup // the writer goroutine, when one runs
+
+	// Used by the writer alone (one at a time; take hands over).
+	writeDeadline time.Time
 
 	// Used by the reader goroutine alone.
-	claims  *Claims // the handshake's token, nil when none is required
-	session *session
-	limiter *rate.Limiter
-	strikes int
-	readAt  time.Time // when the message being handled was read
+	br       *bufio.Reader   // what gorilla reads the socket through; nil: unknown
+	raw      syscall.RawConn // the socket, for waitReadable
+	readable func(fd uintptr) bool
+	peeked   bool
+	peekBuf  [1]byte
+	claims   *Claims // the handshake's token, nil when none is required
+	session  *session
+	limiter  *rate.Limiter
+	strikes  int
+	readAt   time.Time // when the message being handled was read
 
-	joined    atomic.Bool
-	joinTimer *time.Timer
+	joined   atomic.Bool
+	lastRead atomic.Int64 // unix nanoseconds of the last message or pong
 }
 
 func newConn(ws *websocket.Conn, h *Hub, log *slog.Logger, claims *Claims) *conn {
@@ -71,8 +93,6 @@ func newConn(ws *websocket.Conn, h *Hub, log *slog.Logger, claims *Claims) *conn
 		hub:     h,
 		log:     log,
 		limit:   h.cfg.SendQueue,
-		notify:  make(chan struct{}, 1),
-		done:    make(chan struct{}),
 		limiter: rate.NewLimiter(rate.Limit(h.cfg.RateLimit), h.cfg.RateBurst),
 	}
 }
@@ -80,16 +100,12 @@ func newConn(ws *websocket.Conn, h *Hub, log *slog.Logger, claims *Claims) *conn
 // serve runs the connection until it ends; it returns after the writer.
 func (c *conn) serve() {
 	cfg := &c.hub.cfg
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writeLoop()
-	}()
-	c.joinTimer = time.AfterFunc(cfg.JoinTimeout, func() {
-		if !c.joined.Load() {
-			c.closeWith(wire.CloseJoinTimeout, "no join in time")
-		}
-	})
+	now := time.Now()
+	c.lastRead.Store(now.UnixNano())
+	c.mu.Lock()
+	c.nextPing, c.joinBy = now.Add(cfg.PingInterval), now.Add(cfg.JoinTimeout)
+	c.timer = time.AfterFunc(min(cfg.PingInterval, cfg.JoinTimeout), c.tick)
+	c.mu.Unlock()
 
 	err := c.readLoop()
 	if errors.Is(err, websocket.ErrReadLimit) {
@@ -99,10 +115,13 @@ func (c *conn) serve() {
 		c.discardInput()
 	}
 
-	c.joinTimer.Stop()
-	close(c.done)
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
+	c.timer.Stop()
+	// A writer blocked in a write fails now and ends.
 	_ = c.ws.Close()
-	<-writerDone
+	c.writers.Wait()
 	code, reason := c.closeStatus(err)
 	c.hub.metrics.closed(code)
 	if c.session != nil {
@@ -137,16 +156,15 @@ func (c *conn) closeStatus(err error) (int, string) {
 
 func (c *conn) readLoop() error {
 	cfg := &c.hub.cfg
-	alive := 2 * cfg.PingInterval
 	c.ws.SetReadLimit(cfg.MaxMessageBytes)
-	_ = c.ws.SetReadDeadline(time.Now().Add(alive))
+	// No read deadline: tick drops a connection silent for two intervals,
+	// which spares a runtime timer per connection and its reset per message.
 	c.ws.SetPongHandler(func(string) error {
-		if !c.isClosing() {
-			_ = c.ws.SetReadDeadline(time.Now().Add(alive))
-		}
+		c.lastRead.Store(time.Now().UnixNano())
 		return nil
 	})
 	for {
+		c.waitReadable()
 		kind, r, err := c.ws.NextReader()
 		if err != nil {
 			return err
@@ -155,27 +173,65 @@ func (c *conn) readLoop() error {
 			continue // draining the client's last frames until its close
 		}
 		c.readAt = time.Now()
-		_ = c.ws.SetReadDeadline(c.readAt.Add(alive))
+		c.lastRead.Store(c.readAt.UnixNano())
 		if kind != websocket.TextMessage {
 			c.fail(wire.CloseUnsupported, "binary frames are not supported")
 			continue
 		}
 		// The read limit counts bytes on the wire; a compressed message is
 		// bounded again here, inflated, so a small frame cannot blow up.
-		data, err := io.ReadAll(io.LimitReader(r, cfg.MaxMessageBytes+1))
+		data, buf, err := readMessage(r, cfg.MaxMessageBytes+1)
 		if err != nil {
 			return err
 		}
-		if int64(len(data)) > cfg.MaxMessageBytes {
+		switch {
+		case int64(len(data)) > cfg.MaxMessageBytes:
 			c.fail(wire.CloseTooBig, "message too large")
-			continue
-		}
-		if !utf8.Valid(data) {
+		case !utf8.Valid(data):
 			c.fail(wire.CloseInvalidPayload, "text frame is not valid UTF-8")
-			continue
+		default:
+			c.handle(data)
 		}
-		c.handle(data)
+		releaseMessage(buf, data)
 	}
+}
+
+// messageBuffers hold the messages being read: a connection keeps none of
+// its own between messages. Decode copies what it keeps.
+var messageBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledMessage is the largest buffer given back to the pool.
+const maxPooledMessage = 32 << 10
+
+// readMessage reads r to its end, or to limit bytes, into a pooled buffer;
+// the caller gives it back with releaseMessage once done with data.
+func readMessage(r io.Reader, limit int64) (data []byte, buf *[]byte, err error) {
+	buf = messageBuffers.Get().(*[]byte)
+	b := (*buf)[:0]
+	for int64(len(b)) < limit {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		room := min(int64(cap(b)), limit) - int64(len(b))
+		n, err := r.Read(b[len(b) : len(b)+int(room)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			releaseMessage(buf, b)
+			return nil, nil, err
+		}
+	}
+	return b, buf, nil
+}
+
+func releaseMessage(buf *[]byte, data []byte) {
+	if cap(data) > maxPooledMessage {
+		return
+	}
+	*buf = data[:0]
+	messageBuffers.Put(buf)
 }
 
 // handle serves one text frame.
@@ -206,31 +262,40 @@ func (c *conn) handle(data []byte) {
 		c.sendError(werr)
 		return
 	}
-	c.log.Debug("message", "type", m.Type)
+	if c.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.log.Debug("message", "type", m.Type) // boxing m.Type costs an allocation
+	}
+	// Direct calls, not through a func value: m then stays on the stack.
 	switch m.Type {
 	case wire.TypeJoin:
 		c.hub.handleJoin(c, &m)
 	case wire.TypePing:
 		c.send(pongFrame)
 	case wire.TypeLeave:
-		c.requireJoined(&m, c.hub.handleLeave)
+		if c.requireJoined(&m) {
+			c.hub.handleLeave(c, &m)
+		}
 	default: // offer, answer, candidate, message: Validate admits no others
-		c.requireJoined(&m, c.hub.handleRelay)
+		if c.requireJoined(&m) {
+			c.hub.handleRelay(c, &m)
+		}
 	}
 }
 
-func (c *conn) requireJoined(m *wire.Message, handler func(*conn, *wire.Message)) {
+// requireJoined answers not-joined, and reports false, before a join.
+func (c *conn) requireJoined(m *wire.Message) bool {
 	if c.session == nil {
 		c.sendError(&wire.Error{Code: wire.CodeNotJoined, Message: "send join first", Ref: m.Ref})
-		return
+		return false
 	}
-	handler(c, m)
+	return true
 }
 
 // fail closes the connection for a fault of the client's; its session, if
 // any, waits out the resume grace.
 func (c *conn) fail(code int, reason string) {
-	c.log.Info("closing connection", "code", code, "reason", reason)
+	// At debug: "connection closed" follows with the same code and reason.
+	c.log.Debug("closing connection", "code", code, "reason", reason)
 	if c.session != nil {
 		c.session.detach(c, code, reason)
 		return
@@ -281,8 +346,8 @@ func (c *conn) push(frame outFrame) pushResult {
 		return pushFull
 	}
 	c.queue = append(c.queue, frame)
+	c.startWriterLocked()
 	c.mu.Unlock()
-	c.wake()
 	return pushed
 }
 
@@ -294,14 +359,64 @@ func (c *conn) pushAll(first []byte, rest []outFrame) {
 	c.queue = append(c.queue, outFrame{data: first, ephemeral: true})
 	c.queue = append(c.queue, rest...)
 	c.limit = max(c.limit, len(c.queue)+c.hub.cfg.SendQueue)
+	c.startWriterLocked()
 	c.mu.Unlock()
-	c.wake()
 }
 
-func (c *conn) wake() {
-	select {
-	case c.notify <- struct{}{}:
-	default:
+// startWriterLocked starts the writer unless one runs or the connection's
+// writes are over. c.mu is held.
+func (c *conn) startWriterLocked() {
+	if c.writing || c.stopped {
+		return
+	}
+	c.writing = true
+	c.writers.Add(1)
+	go c.writeLoop()
+}
+
+// tick runs on the connection's timer, at the earliest of its next ping,
+// the end of two intervals of silence and the join deadline: it drops a
+// connection from which nothing (no message, no pong) came for two ping
+// intervals (1006, as a dropped connection), closes one that has not
+// joined in time (4008), and asks the writer for a ping every interval.
+func (c *conn) tick() {
+	cfg := &c.hub.cfg
+	now := time.Now()
+	silentUntil := time.Unix(0, c.lastRead.Load()).Add(2 * cfg.PingInterval)
+	c.mu.Lock()
+	if c.stopped || c.closing {
+		// A closing connection ends with the close handshake or at the
+		// read deadline its writer set: no more ticks.
+		c.mu.Unlock()
+		return
+	}
+	if !now.Before(silentUntil) {
+		c.mu.Unlock()
+		c.log.Debug("connection silent for two ping intervals")
+		_ = c.ws.NetConn().Close() // the reader ends: connection lost
+		return
+	}
+	joined := c.joined.Load()
+	lateJoin := !joined && !now.Before(c.joinBy)
+	if !now.Before(c.nextPing) {
+		c.pingDue = true
+		c.startWriterLocked()
+		c.nextPing = now.Add(cfg.PingInterval)
+	}
+	next := c.nextPing
+	if silentUntil.Before(next) {
+		next = silentUntil
+	}
+	if !joined && !lateJoin && c.joinBy.Before(next) {
+		next = c.joinBy
+	}
+	// Under c.mu, so that serve's Stop, after it set stopped, is final.
+	// Every candidate is in the future; the floor only guards against a
+	// timer that would spin.
+	c.timer.Reset(max(next.Sub(now), time.Millisecond))
+	c.mu.Unlock()
+	if lateJoin {
+		c.closeWith(wire.CloseJoinTimeout, "no join in time")
 	}
 }
 
@@ -316,8 +431,8 @@ func (c *conn) closeWith(code int, reason string) {
 	}
 	c.closing = true
 	c.closeCode, c.closeReason = code, reason
+	c.startWriterLocked()
 	c.mu.Unlock()
-	c.wake()
 }
 
 // flushBeforeClose makes the coming close write what is queued first:
@@ -353,58 +468,119 @@ func (c *conn) isClosing() bool {
 	return c.closing
 }
 
-// take hands the writer what it has to do: frames to write, or a close.
-func (c *conn) take() (frames []outFrame, closing bool, code int, reason string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		if c.flush {
-			frames, c.queue = c.queue, nil
-		}
-		return frames, true, c.closeCode, c.closeReason
-	}
-	frames = c.queue
-	c.queue = nil
-	c.limit = c.hub.cfg.SendQueue
-	return frames, false, 0, ""
+// maxSpare bounds the batch a connection keeps for reuse: a burst's large
+// slice is let go rather than held by an idle connection.
+const maxSpare = 16
+
+// writeJob is what take hands the writer.
+type writeJob struct {
+	frames  []outFrame
+	ping    bool
+	closing bool
+	code    int
+	reason  string
 }
 
-// writeLoop is the connection's only writer of data frames and pings.
+// take hands the writer what it has to do and takes back the batch it
+// wrote (done) for reuse. ok is false when there is nothing to do: the
+// writer then ends, and the next push starts another.
+func (c *conn) take(done []outFrame) (job writeJob, ok bool) {
+	clear(done) // drop the frames, keep the slice
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if done != nil && cap(done) <= maxSpare {
+		c.spare = done[:0]
+	}
+	if c.stopped {
+		return job, false
+	}
+	if c.closing {
+		// writing stays set: no writer starts after the close frame.
+		job = writeJob{closing: true, code: c.closeCode, reason: c.closeReason}
+		if c.flush {
+			job.frames, c.queue = c.queue, nil
+		}
+		return job, true
+	}
+	if len(c.queue) == 0 && !c.pingDue {
+		c.writing = false
+		return job, false
+	}
+	job.frames, job.ping = c.queue, c.pingDue
+	c.queue, c.spare = c.spare, nil
+	c.pingDue = false
+	c.limit = c.hub.cfg.SendQueue
+	return job, true
+}
+
+// writeLoop is the connection's only writer of data frames, pings and the
+// close frame. It runs until there is nothing left to write.
 func (c *conn) writeLoop() {
+	defer c.writers.Done()
 	cfg := &c.hub.cfg
-	ping := time.NewTicker(cfg.PingInterval)
-	defer ping.Stop()
+	var done []outFrame
 	for {
-		select {
-		case <-c.done:
+		job, ok := c.take(done)
+		if !ok {
 			return
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
+		}
+		if job.ping {
+			c.writeDeadline = time.Now().Add(cfg.WriteTimeout)
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, c.writeDeadline); err != nil {
 				c.abort(err)
 				return
 			}
-			continue
-		case <-c.notify:
 		}
-		frames, closing, code, reason := c.take()
-		for _, f := range frames {
-			_ = c.ws.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
-			if err := c.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
-				c.abort(err)
-				return
-			}
-			if !f.readAt.IsZero() {
-				c.hub.metrics.relayLatency.Observe(time.Since(f.readAt).Seconds())
-			}
+		if err := c.writeFrames(job.frames); err != nil {
+			c.abort(err)
+			return
 		}
-		if closing {
-			msg := websocket.FormatCloseMessage(code, truncateReason(reason))
+		if job.closing {
+			msg := websocket.FormatCloseMessage(job.code, truncateReason(job.reason))
 			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeWait))
 			// The reader ends when the client answers, or at this deadline.
 			_ = c.ws.SetReadDeadline(time.Now().Add(closeWait))
 			return
 		}
+		done = job.frames
 	}
+}
+
+// writeFrames writes a batch of text frames: without compression, framed
+// by hand into one buffer and one write (a writer that falls behind then
+// catches up with fewer system calls); with it, through gorilla, which
+// compresses each.
+func (c *conn) writeFrames(frames []outFrame) error {
+	if len(frames) == 0 {
+		return nil
+	}
+	cfg := &c.hub.cfg
+	// Every write has a deadline between half a WriteTimeout and a whole
+	// one away: moving it costs a runtime timer update (and may wake the
+	// network poller), so not for every frame.
+	if now := time.Now(); c.writeDeadline.Sub(now) < cfg.WriteTimeout/2 {
+		c.writeDeadline = now.Add(cfg.WriteTimeout)
+		_ = c.ws.SetWriteDeadline(c.writeDeadline)
+	}
+	var err error
+	if cfg.Compression {
+		for _, f := range frames {
+			if err = c.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
+				return err
+			}
+		}
+	} else {
+		err = writeTextFrames(c.ws.NetConn(), frames)
+	}
+	if err != nil {
+		return err
+	}
+	for _, f := range frames {
+		if !f.readAt.IsZero() {
+			c.hub.metrics.relayLatency.Observe(time.Since(f.readAt).Seconds())
+		}
+	}
+	return nil
 }
 
 // abort drops a connection the writer cannot write to; the reader then ends.

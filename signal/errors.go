@@ -11,3 +11,6 @@ var (
 	// ErrClosed means the hub or broker has been closed.
 	ErrClosed = errors.New("closed")
 )
+
+// ErrNoSession means no session of the cluster answers a resume token.
+var ErrNoSession = errors.New("no such session")

@@ -73,6 +73,9 @@ func newHarness(t testing.TB, cfg signal.Config, opts signal.Options, hopts ...h
 	if opts.Logger == nil {
 		opts.Logger = slog.New(logs.handler())
 	}
+	if opts.Broker == nil {
+		opts.Broker = suiteBroker(t, cfg) // HUDDLE_TEST_BROKER=redis
+	}
 	srv, err := signal.New(cfg, opts)
 	if err != nil {
 		t.Fatalf("signal.New: %v", err)

@@ -134,6 +134,7 @@ func (h *Hub) join(c *conn, m *wire.Message) {
 		c.fail(wire.CloseInternal, "internal error")
 		return
 	}
+	h.remember(s.id, token)
 	c.log = c.log.With("peer", s.id, "room", s.room)
 	if !h.welcome(c, s, others, token, false) {
 		// The session ended before its welcome: it was kicked (or the
@@ -147,17 +148,19 @@ func (h *Hub) join(c *conn, m *wire.Message) {
 // resume takes an earlier session back for c. It reports false when the
 // token is unknown or expired, so the join proceeds as a new session.
 func (h *Hub) resume(c *conn, m *wire.Message) bool {
+	token := rand.Text() + rand.Text()
 	h.mu.Lock()
 	s := h.tokens[m.Resume]
 	if s == nil || s.room != m.Room || h.sessions[s.id] != s {
 		h.mu.Unlock()
-		return false
+		// Another node of the cluster may hold it.
+		return h.claim(c, m, token)
 	}
 	delete(h.tokens, m.Resume)
-	token := rand.Text() + rand.Text()
 	h.tokens[token] = s
 	s.resume = token
 	h.mu.Unlock()
+	h.remember(s.id, token)
 
 	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
 	defer cancel()
@@ -228,26 +231,12 @@ func (h *Hub) handleRelay(c *conn, m *wire.Message) {
 	ref := m.Ref
 	// Relay the type's own fields and no others: a client must not slip
 	// fields of the server's messages (peer, reason, code, ...) or its ref
-	// into what the others get.
-	out := wire.Message{Type: m.Type, To: m.To, From: s.id}
-	switch m.Type {
-	case wire.TypeOffer, wire.TypeAnswer:
-		out.SDP = m.SDP
-	case wire.TypeCandidate:
-		out.Candidate = m.Candidate
-	default: // message
-		out.Data = m.Data
-	}
-	frame, err := wire.Encode(out)
-	if err != nil {
-		// Raw fields were validated JSON; this is a bug, not the client's fault.
-		h.log.Error("encode relay", "err", err)
-		c.fail(wire.CloseInternal, "internal error")
-		return
-	}
+	// into what the others get. EncodeRelay writes what wire.Encode would,
+	// without reflection.
+	frame := wire.EncodeRelay(m, s.id)
 	// No deadline of our own on this hot path: a broker that talks to a
 	// network bounds its calls itself.
-	err = h.broker.Publish(context.Background(), Envelope{Room: s.room, From: s.id, To: m.To, Frame: frame, ReadAt: c.readAt})
+	err := h.broker.Publish(context.Background(), Envelope{Room: s.room, From: s.id, To: m.To, Frame: frame, ReadAt: c.readAt})
 	switch {
 	case err == nil:
 		h.metrics.relayed.WithLabelValues(string(m.Type)).Inc()

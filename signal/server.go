@@ -7,6 +7,7 @@
 package signal
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -40,6 +41,17 @@ type Options struct {
 	// Registerer takes the hub's Prometheus metrics; nil keeps them
 	// unregistered.
 	Registerer prometheus.Registerer
+	// Revoke, when set, is called with the id of every peer kicked in the
+	// cluster, so that its TURN credentials stop being accepted for new
+	// allocations. It must not block (a broker may hold its locks).
+	Revoke func(peer wire.PeerID)
+	// EventBacklog is how many presence events the room API's event
+	// stream keeps for clients that reconnect; 0 means
+	// DefaultEventBacklog.
+	EventBacklog int
+	// EventHeartbeat is how often an idle event stream gets a comment
+	// line; 0 means DefaultEventHeartbeat.
+	EventHeartbeat time.Duration
 }
 
 // Server is the http.Handler of the WebSocket endpoint (/ws). It owns the
@@ -54,10 +66,16 @@ type Server struct {
 	tokens   *verifier // nil: no authentication
 	limits   *addrLimits
 	metrics  *metrics
+	api      *api
+
+	eventHeartbeat time.Duration
 
 	draining atomic.Bool
-	mu       sync.Mutex // guards conns, active and idle
+	stop     chan struct{} // closed by Drain or Close: event streams end
+	stopOnce sync.Once
+	mu       sync.Mutex // guards conns, streams, active and idle
 	conns    map[*conn]struct{}
+	streams  map[*stream]struct{}
 	// active counts the requests being served; idle is closed when it
 	// drops to zero. Not a WaitGroup: handshakes keep arriving (and get
 	// 503) while Drain waits, and WaitGroup forbids an Add from zero
@@ -96,16 +114,23 @@ func New(cfg Config, opts Options) (*Server, error) {
 		limits:  limits,
 		metrics: newMetrics(opts.Registerer),
 		conns:   make(map[*conn]struct{}),
+		streams: make(map[*stream]struct{}),
+		stop:    make(chan struct{}),
+
+		eventHeartbeat: cmp.Or(opts.EventHeartbeat, DefaultEventHeartbeat),
 	}
-	s.hub = newHub(cfg, log, b, opts.ICE, s.metrics)
+	events := newEventLog(cmp.Or(opts.EventBacklog, DefaultEventBacklog), now())
+	s.hub = newHub(cfg, log, b, opts.ICE, s.metrics, events, opts.Revoke)
+	s.api = newAPI(s, opts.Registerer)
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "huddle_rooms", Help: "Rooms with at least one peer on this node.",
 		}, func() float64 { return float64(s.hub.roomCount()) }))
 	}
 	s.upgrader = websocket.Upgrader{
-		HandshakeTimeout:  10 * time.Second,
-		ReadBufferSize:    1024,
+		HandshakeTimeout: 10 * time.Second,
+		// 0: gorilla reads through the buffer hijacker hands it.
+		ReadBufferSize:    0,
 		WriteBufferSize:   1024,
 		WriteBufferPool:   &sync.Pool{},
 		Subprotocols:      []string{wire.Subprotocol},
@@ -140,6 +165,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case http.StatusTooManyRequests:
 			level = slog.LevelDebug
 			w.Header().Set("Retry-After", "1")
+		case http.StatusServiceUnavailable:
+			// Every reconnecting client hits it during a drain or an outage.
+			level = slog.LevelDebug
+			w.Header().Set("Retry-After", "1")
 		}
 		s.log.Log(r.Context(), level, "handshake refused", "status", status, "reason", reason, "addr", addr)
 		http.Error(w, reason, status)
@@ -153,7 +182,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusTooManyRequests, reason)
 		return
 	}
-	defer release()
+	// Once upgraded, the connection's goroutine holds the address's slot.
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			release()
+		}
+	}()
 	var claims *Claims
 	if s.tokens != nil {
 		token := tokenFrom(r)
@@ -175,25 +210,59 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(status, reason)
 		return
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	hj := &hijacker{ResponseWriter: w}
+	ws, err := s.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
 		s.log.Debug("upgrade failed", "err", err, "addr", addr)
 		return
 	}
 	c := newConn(ws, s.hub, s.log.With("conn", rand8(), "addr", addr), claims)
+	c.useReader(hj.br)
 	if !s.track(c) {
 		c.closeWith(wire.CloseRestart, "server is draining")
 	}
 	c.log.Info("connected")
-	c.serve()
-	s.untrack(c)
+	// Serve the connection on a goroutine of its own and return: net/http's
+	// connection (its 4 KiB read and write buffers, the request, their
+	// contexts) is then garbage, which more than halves what an idle peer
+	// costs. The goroutine counts as a request being served, so Drain and
+	// Close wait for it.
+	handedOff = true
+	s.enter()
+	go func() {
+		defer s.leave()
+		defer release()
+		s.serveConn(c)
+	}()
 }
 
-// checkRequest applies the checks that need no state; a non-zero status
-// refuses the handshake.
+// serveConn runs an upgraded connection until it ends.
+func (s *Server) serveConn(c *conn) {
+	c.serve()
+	s.untrack(c)
+	if c.session != nil {
+		// The session lost this connection (or was taken over or ended):
+		// the room API shows whether it waits to resume.
+		s.hub.reportDetached(c.session)
+	}
+}
+
+// API is the room API's http.Handler, to mount at /api/ (docs/protocol.md,
+// Room API). While Config.AdminToken is empty it answers 404 to
+// everything.
+func (s *Server) API() http.Handler { return s.api }
+
+// checkRequest applies the cheap checks (no I/O: the broker answers Ready
+// from its cached health); a non-zero status refuses the handshake.
 func (s *Server) checkRequest(r *http.Request) (int, string) {
 	if s.draining.Load() {
 		return http.StatusServiceUnavailable, "server is draining; reconnect to another node"
+	}
+	// A join would fail with 1011 while the broker is away (Redis down):
+	// refuse up front so that the client retries or goes to another
+	// node. The detail (a Redis address) stays in the logs and /readyz.
+	if err := s.broker.Ready(r.Context()); err != nil {
+		return http.StatusServiceUnavailable, "not ready: cluster broker unavailable; retry shortly or reconnect to another node"
 	}
 	if !s.origins.check(r) {
 		return http.StatusForbidden, "origin not allowed"
@@ -255,6 +324,7 @@ func (s *Server) Ready(ctx context.Context) error {
 // end or for ctx.
 func (s *Server) Drain(ctx context.Context) error {
 	s.draining.Store(true)
+	s.halt()
 	s.closeAll(wire.CloseRestart, "server is restarting; reconnect and resume")
 	return s.wait(ctx)
 }
@@ -264,6 +334,7 @@ func (s *Server) Drain(ctx context.Context) error {
 // close handshake). It closes the broker.
 func (s *Server) Close() error {
 	s.draining.Store(true)
+	s.halt()
 	s.closeAll(wire.CloseGoingAway, "server is shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), closeWait+time.Second)
 	defer cancel()
@@ -279,6 +350,18 @@ func (s *Server) Close() error {
 	}
 	s.hub.close()
 	return errors.Join(err, s.broker.Close())
+}
+
+// halt ends the event streams: they check stop between writes, and the
+// write one may be blocked in fails at once. Cutting a stream is safe: a
+// client reconnects with the id of the last whole event it read.
+func (s *Server) halt() {
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for st := range s.streams {
+		st.abort()
+	}
 }
 
 // abortAll drops every connection's network connection, close frame or not.
@@ -306,6 +389,29 @@ func (s *Server) closeAll(code int, reason string) {
 	}
 }
 
+// openStream counts an event stream as a request being served, unless
+// the server is draining.
+func (s *Server) openStream(st *stream) bool {
+	s.enter()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() {
+		s.activeDone()
+		return false
+	}
+	s.streams[st] = struct{}{}
+	s.api.streams.Inc()
+	return true
+}
+
+func (s *Server) closeStream(st *stream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.streams, st)
+	s.api.streams.Dec()
+	s.activeDone()
+}
+
 func (s *Server) enter() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -318,6 +424,11 @@ func (s *Server) enter() {
 func (s *Server) leave() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.activeDone()
+}
+
+// activeDone ends a request; s.mu is held.
+func (s *Server) activeDone() {
 	s.active--
 	if s.active == 0 {
 		close(s.idle)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 
@@ -105,32 +104,4 @@ func ms(d time.Duration) float64 {
 
 func fmtMs(v float64) string {
 	return fmt.Sprintf("%.1fms", v)
-}
-
-// typeCounts prints candidate counts by type in a stable order.
-func typeCounts(m map[string]int) string {
-	if len(m) == 0 {
-		return "none"
-	}
-	order := map[string]int{"host": 0, "srflx": 1, "prflx": 2, "relay": 3}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		oi, oki := order[keys[i]]
-		oj, okj := order[keys[j]]
-		if oki != okj {
-			return oki
-		}
-		if oi != oj {
-			return oi < oj
-		}
-		return keys[i] < keys[j]
-	})
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s %d", k, m[k])
-	}
-	return strings.Join(parts, ", ")
 }

@@ -26,12 +26,12 @@ type command struct {
 	run     func(ctx context.Context, args []string, out, errOut io.Writer) int
 }
 
-// commands lists the subcommands; a load generator (issue 9) will be one
-// more entry.
+// commands lists the subcommands.
 func commands() []command {
 	return []command{
 		{"join", "join a room and report each peer connection", runJoin},
 		{"check", "smoke-test a deployment: two peers connect and round-trip data", runCheck},
+		{"load", "load a server with many signaling peers and report latency and memory", runLoad},
 	}
 }
 

@@ -41,6 +41,10 @@ type App struct {
 
 	metricsLn   net.Listener // nil: /metrics is served on ln
 	metricsHTTP *http.Server
+
+	turnUDP net.Addr // the bundled TURN server's UDP address; nil when off
+	node    string   // HUDDLE_NODE_ID, or a random id
+	probe   *prober  // the relay self-probe; nil when off
 }
 
 // New builds a node and binds its listeners, so that a taken port fails
@@ -49,7 +53,8 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	a := &App{cfg: cfg, log: log, reg: newRegistry()}
+	a := &App{cfg: cfg, log: log, node: nodeID(cfg)}
+	a.reg = newRegistry(a.metricsNode())
 	a.http = &http.Server{
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -70,12 +75,21 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 	if a.turn != nil {
 		a.reg.MustRegister(newTURNCollector(a.turn))
 	}
+	broker, err := a.newBroker()
+	if err != nil {
+		return nil, errors.Join(err, a.closeTURN())
+	}
 	a.sig, err = signal.New(cfg.Signal, signal.Options{
-		Logger:     log.With("component", "signal"),
+		Logger:     log.With("component", "signal", "node", a.node),
+		Broker:     broker,
 		ICE:        iceServers{ice},
 		Registerer: a.reg,
+		Revoke:     a.revoker(),
 	})
 	if err != nil {
+		if broker != nil {
+			err = errors.Join(err, broker.Close())
+		}
 		return nil, errors.Join(err, a.closeTURN())
 	}
 	if cfg.MetricsAddr != "" {
@@ -95,6 +109,7 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 	}
 	a.ln = ln
 	a.http.Handler = a.routes()
+	a.newProbe()
 	return a, nil
 }
 
@@ -110,7 +125,16 @@ func (a *App) routes() http.Handler {
 		mux.Handle("GET /metrics", metricsHandler(a.reg))
 	}
 	mux.Handle("GET /", demo.Handler())
-	return mux
+	// The room API takes every method under /api/, which one mux cannot
+	// hold beside "GET /" (neither pattern is more specific).
+	api := a.sig.API()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			api.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func (a *App) serveReady(w http.ResponseWriter, r *http.Request) {
@@ -126,7 +150,8 @@ func (a *App) serveReady(w http.ResponseWriter, r *http.Request) {
 }
 
 // Ready reports whether the node takes new peers: the hub is not draining
-// and reaches its broker, and the bundled TURN server (when on) listens.
+// and reaches its broker, the bundled TURN server (when on) answers on its
+// UDP port, and the last relay self-probe (when on) succeeded.
 func (a *App) Ready(ctx context.Context) error {
 	if err := a.sig.Ready(ctx); err != nil {
 		return err
@@ -134,7 +159,10 @@ func (a *App) Ready(ctx context.Context) error {
 	if a.cfg.TURN.Enabled && a.turn == nil {
 		return errors.New("TURN server not running")
 	}
-	return nil
+	if err := a.turnReady(ctx); err != nil {
+		return err
+	}
+	return a.probe.ready()
 }
 
 // Addr is the address the HTTP server listens on.
@@ -179,11 +207,19 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	}()
 	defer func() { <-metricsDone }()
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	waitProbe := a.startProbe(probeCtx)
 	select {
 	case err := <-serveErr:
+		stopProbe()
+		waitProbe()
 		return errors.Join(fmt.Errorf("serve: %w", err), a.close())
 	case <-ctx.Done():
 	}
+	// The probe's peers leave before the drain, which they would
+	// otherwise take for a restart to reconnect through.
+	stopProbe()
+	waitProbe()
 	a.log.Info("draining", "timeout", a.cfg.DrainTimeout)
 	dctx, cancel := context.WithTimeout(context.Background(), a.cfg.DrainTimeout)
 	defer cancel()
@@ -195,6 +231,17 @@ func (a *App) Run(ctx context.Context) error {
 	err = errors.Join(err, a.close())
 	a.log.Info("stopped")
 	return err
+}
+
+// revoker refuses a kicked peer's credentials on the bundled TURN server
+// for as long as any credential minted for it may live. An external TURN
+// server sharing the secret cannot be told: it accepts them until expiry.
+func (a *App) revoker() func(wire.PeerID) {
+	if a.turn == nil {
+		return nil
+	}
+	ttl := a.cfg.TURN.CredentialTTL
+	return func(id wire.PeerID) { a.turn.Revoke(string(id), time.Now().Add(ttl)) }
 }
 
 // startTURN binds and starts the bundled TURN server when it is on, and
@@ -210,6 +257,7 @@ func (a *App) startTURN() (*turn.ICE, error) {
 		if err != nil {
 			return nil, fmt.Errorf("TURN: %w", err)
 		}
+		a.turnUDP = ln.UDP[0].LocalAddr()
 	}
 	ice, err := turn.NewICE(a.cfg.TURN, a.turn)
 	if err != nil {
@@ -234,8 +282,11 @@ func (a *App) closeMetrics() error {
 	if a.metricsLn == nil {
 		return nil
 	}
-	_ = a.metricsLn.Close() // in case Serve never took it
-	return a.metricsHTTP.Close()
+	// The server first, so that Serve returns ErrServerClosed rather than
+	// an accept error; then the listener, in case Serve never took it.
+	err := a.metricsHTTP.Close()
+	_ = a.metricsLn.Close()
+	return err
 }
 
 // MetricsURL is where /metrics is served.
@@ -288,6 +339,9 @@ func (a *App) warnings() []string {
 	if n := len(a.cfg.Signal.JWTSecret); n > 0 && n < minSecretBytes {
 		w = append(w, fmt.Sprintf("HUDDLE_JWT_SECRET is %d bytes: use at least %d random bytes (openssl rand -base64 32)", n, minSecretBytes))
 	}
+	if n := len(a.cfg.Signal.AdminToken); n > 0 && n < minSecretBytes {
+		w = append(w, fmt.Sprintf("HUDDLE_ADMIN_TOKEN is %d bytes: use at least %d random bytes (openssl rand -base64 32)", n, minSecretBytes))
+	}
 	if slices.Contains(a.cfg.Signal.AllowedOrigins, "*") && !a.cfg.Signal.AuthRequired() {
 		w = append(w, "HUDDLE_ALLOWED_ORIGINS=* with no token key: any website can use this server")
 	}
@@ -305,10 +359,13 @@ func (a *App) features() []any {
 		"ws", a.WSURL(),
 		"tls", a.cfg.TLSCert != "",
 		"turn", a.turnFeature(),
-		"broker", "local",
+		"broker", a.brokerFeature(),
+		"node", a.node,
 		"auth", auth,
 		"compression", a.cfg.Signal.Compression,
+		"api", a.cfg.Signal.AdminToken != "",
 		"demo", a.URL() + "/",
 		"metrics", a.MetricsURL(),
+		"probe", a.probeFeature(),
 	}
 }

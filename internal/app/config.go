@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/huddle-rtc/huddle/client"
 	"github.com/huddle-rtc/huddle/signal"
 	"github.com/huddle-rtc/huddle/turn"
 )
@@ -33,13 +35,30 @@ type Config struct {
 	MetricsAddr string `env:"METRICS_ADDR"`
 	// DrainTimeout bounds a graceful shutdown.
 	DrainTimeout time.Duration `env:"DRAIN_TIMEOUT" envDefault:"10s"`
+	// ProbeInterval, when positive, runs the relay self-probe that often
+	// (probe.go); 0 turns it off.
+	ProbeInterval time.Duration `env:"PROBE_INTERVAL"`
+	// PublicURL is the signaling URL clients use (ws, wss, http or https),
+	// which the probe dials; unset: the local listener.
+	PublicURL string `env:"PUBLIC_URL"`
 	// JWTSecretFile is the content of the file HUDDLE_JWT_SECRET_FILE names
 	// (a trailing newline ignored): HUDDLE_JWT_SECRET kept out of the
 	// environment. It fills Signal.JWTSecret.
 	JWTSecretFile string `env:"JWT_SECRET_FILE,file"`
+	// AdminTokenFile is the content of the file HUDDLE_ADMIN_TOKEN_FILE
+	// names (a trailing newline ignored): HUDDLE_ADMIN_TOKEN kept out of
+	// the environment. It fills Signal.AdminToken.
+	AdminTokenFile string `env:"ADMIN_TOKEN_FILE,file"`
 	// TLSCert and TLSKey, both set, serve https and wss directly.
 	TLSCert string `env:"TLS_CERT"`
 	TLSKey  string `env:"TLS_KEY"`
+	// RedisURL, when set, makes this node one of a cluster sharing rooms
+	// through that Redis server (redis:// or rediss://).
+	RedisURL string `env:"REDIS_URL"`
+	// NodeID names this node in Redis, logs and metrics; random when unset.
+	NodeID string `env:"NODE_ID"`
+	// RedisPrefix starts every Redis key and channel of the cluster.
+	RedisPrefix string `env:"REDIS_PREFIX" envDefault:"huddle"`
 
 	Signal signal.Config
 	TURN   turn.Config
@@ -61,6 +80,13 @@ func LoadConfig(environ []string) (Config, error) {
 		}
 		cfg.Signal.JWTSecret = strings.TrimRight(cfg.JWTSecretFile, "\r\n")
 		cfg.JWTSecretFile = ""
+	}
+	if cfg.AdminTokenFile != "" {
+		if cfg.Signal.AdminToken != "" {
+			err = errors.Join(err, errors.New("HUDDLE_ADMIN_TOKEN_FILE: set either it or HUDDLE_ADMIN_TOKEN, not both"))
+		}
+		cfg.Signal.AdminToken = strings.TrimRight(cfg.AdminTokenFile, "\r\n")
+		cfg.AdminTokenFile = ""
 	}
 	if err == nil {
 		err = cfg.Validate()
@@ -175,7 +201,42 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("HUDDLE_TLS_CERT/HUDDLE_TLS_KEY: %w", err))
 		}
 	}
-	errs = append(errs, c.Signal.Validate(), c.TURN.Validate())
+	errs = append(errs, c.validateRedis())
+	errs = append(errs, c.validateProbe(), c.Signal.Validate(), c.TURN.Validate())
+	return errors.Join(errs...)
+}
+
+// validateRedis checks the cluster's settings.
+func (c *Config) validateRedis() error {
+	var errs []error
+	if c.RedisURL != "" {
+		if _, err := redis.ParseURL(c.RedisURL); err != nil {
+			errs = append(errs, fmt.Errorf("HUDDLE_REDIS_URL: %w", err))
+		}
+	}
+	if strings.ContainsAny(c.NodeID, " \t\r\n") {
+		errs = append(errs, fmt.Errorf("HUDDLE_NODE_ID: must not hold spaces, got %q", c.NodeID))
+	}
+	if c.RedisURL != "" && (c.RedisPrefix == "" || strings.ContainsAny(c.RedisPrefix, " \t\r\n")) {
+		errs = append(errs, fmt.Errorf("HUDDLE_REDIS_PREFIX: must be non-empty without spaces, got %q", c.RedisPrefix))
+	}
+	return errors.Join(errs...)
+}
+
+// validateProbe checks the relay self-probe's settings.
+func (c *Config) validateProbe() error {
+	var errs []error
+	if c.ProbeInterval != 0 && c.ProbeInterval < MinProbeInterval {
+		errs = append(errs, fmt.Errorf("HUDDLE_PROBE_INTERVAL: must be 0 (off) or at least %s, got %s", MinProbeInterval, c.ProbeInterval))
+	}
+	if c.PublicURL != "" {
+		if _, err := client.NormalizeURL(c.PublicURL); err != nil {
+			errs = append(errs, fmt.Errorf("HUDDLE_PUBLIC_URL: %w", err))
+		}
+	}
+	if c.ProbeInterval > 0 && c.Signal.JWTSecret == "" && c.Signal.JWTPublicKey != "" {
+		errs = append(errs, errors.New("HUDDLE_PROBE_INTERVAL: the probe signs its join tokens with HUDDLE_JWT_SECRET, which HUDDLE_JWT_PUBLIC_KEY excludes: turn the probe off and run huddle-peer check --relay with a token from outside"))
+	}
 	return errors.Join(errs...)
 }
 

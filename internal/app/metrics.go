@@ -12,8 +12,13 @@ import (
 )
 
 // newRegistry returns the node's Prometheus registry with the standard Go
-// and process collectors and huddle_build_info.
-func newRegistry() *prometheus.Registry {
+// and process collectors and huddle_build_info, labelled with node when
+// it is not empty (HUDDLE_NODE_ID, or a cluster node's random id).
+func newRegistry(node string) *prometheus.Registry {
+	labels := prometheus.Labels{"version": Version(), "goversion": runtime.Version()}
+	if node != "" {
+		labels["node"] = node
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -21,7 +26,7 @@ func newRegistry() *prometheus.Registry {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "huddle_build_info",
 			Help:        "Always 1; its labels name the running build.",
-			ConstLabels: prometheus.Labels{"version": Version(), "goversion": runtime.Version()},
+			ConstLabels: labels,
 		}, func() float64 { return 1 }),
 	)
 	return reg

@@ -13,6 +13,20 @@ import (
 // unknown-type), with the message's ref when the ref itself was valid.
 func Decode(data []byte) (Message, *Error) {
 	var m Message
+	if decodeFast(data, &m) {
+		if err := m.Validate(); err != nil {
+			err.Ref = validRef(m.Ref)
+			return Message{}, err
+		}
+		return m, nil
+	}
+	return decodeSlow(data)
+}
+
+// decodeSlow is Decode with encoding/json, for what decodeFast declines:
+// its own function, so that only its message escapes to the heap.
+func decodeSlow(data []byte) (Message, *Error) {
+	var m Message
 	if err := unmarshalObject(data, &m); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if !errors.As(err, &typeErr) {

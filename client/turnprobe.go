@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"context"
@@ -16,14 +16,23 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// turnProbe is the outcome of one TURN allocation attempt.
-type turnProbe struct {
-	URL   string  `json:"url"`
-	OK    bool    `json:"ok"`
-	Relay string  `json:"relay,omitempty"`
-	Error string  `json:"error,omitempty"`
-	Ms    float64 `json:"ms"`
+// TURNProbe is the outcome of one TURN allocation attempt of Check.
+type TURNProbe struct {
+	// URL is the TURN URL tried.
+	URL string
+	// OK is true when the server allocated a relay.
+	OK bool
+	// Relay is the relayed address allocated (then released).
+	Relay string
+	// Err is why the allocation failed, nil when OK.
+	Err error
+	// Elapsed is how long the attempt took.
+	Elapsed time.Duration
 }
+
+// turnAllocateTimeout bounds one allocation: pion retransmits for much
+// longer.
+const turnAllocateTimeout = 5 * time.Second
 
 // isTURN reports whether an ICE server URL is a TURN one.
 func isTURN(raw string) bool {
@@ -31,8 +40,8 @@ func isTURN(raw string) bool {
 }
 
 // probeTURNServers tries an allocation on every TURN URL of servers.
-func probeTURNServers(ctx context.Context, servers []webrtc.ICEServer, lf logging.LoggerFactory) []turnProbe {
-	var probes []turnProbe
+func probeTURNServers(ctx context.Context, servers []webrtc.ICEServer, lf logging.LoggerFactory) []TURNProbe {
+	var probes []TURNProbe
 	for _, s := range servers {
 		cred, _ := s.Credential.(string)
 		for _, u := range s.URLs {
@@ -41,18 +50,11 @@ func probeTURNServers(ctx context.Context, servers []webrtc.ICEServer, lf loggin
 			}
 			start := time.Now()
 			relay, err := probeTURN(ctx, u, s.Username, cred, lf)
-			p := turnProbe{URL: u, OK: err == nil, Relay: relay, Ms: ms(time.Since(start))}
-			if err != nil {
-				p.Error = err.Error()
-			}
-			probes = append(probes, p)
+			probes = append(probes, TURNProbe{URL: u, OK: err == nil, Relay: relay, Err: err, Elapsed: time.Since(start)})
 		}
 	}
 	return probes
 }
-
-// probeTimeout bounds one allocation: pion retransmits for much longer.
-const probeTimeout = 5 * time.Second
 
 // probeTURN allocates a relay on the TURN server at raw with the given
 // credentials and releases it, returning the relayed address.
@@ -61,7 +63,7 @@ func probeTURN(ctx context.Context, raw, user, pass string, lf logging.LoggerFac
 	if err != nil {
 		return "", fmt.Errorf("bad URL: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, turnAllocateTimeout)
 	defer cancel()
 	addr := net.JoinHostPort(u.Host, strconv.Itoa(u.Port))
 	conn, err := dialTURN(ctx, u, addr)

@@ -1,0 +1,124 @@
+package signal
+
+import (
+	"bufio"
+	"encoding/binary"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+)
+
+// readBufferSize is each connection's read buffer. Frames larger than it
+// are read past it, straight into the message buffer; it must exceed 256
+// bytes for gorilla to take it (Upgrader.ReadBufferSize is 0).
+const readBufferSize = 512
+
+// hijacker is the http.ResponseWriter handed to the upgrade: its Hijack
+// gives gorilla a read buffer of the hub's own (net/http's 4 KiB one is
+// let go), so that the reader knows when nothing is buffered and may wait
+// for the socket at a shallow stack depth (conn.waitReadable).
+type hijacker struct {
+	http.ResponseWriter
+	br *bufio.Reader // set by Hijack
+}
+
+// Hijack implements http.Hijacker.
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil || brw.Reader.Buffered() > 0 {
+		// gorilla refuses a client that sent data before the handshake's
+		// answer: let it see the data.
+		return nc, brw, err
+	}
+	h.br = bufio.NewReaderSize(nc, readBufferSize)
+	return nc, bufio.NewReadWriter(h.br, brw.Writer), nil
+}
+
+// useReader tells the connection which buffer its socket is read through.
+// Without one (or on a TLS connection) the reader waits inside gorilla's
+// read, which is correct but keeps a deeper, larger stack.
+func (c *conn) useReader(br *bufio.Reader) {
+	sc, ok := c.ws.NetConn().(syscall.Conn)
+	if br == nil || !ok {
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	c.br, c.raw = br, raw
+	c.readable = c.peekReadable
+}
+
+// waitReadable returns once the socket has data, an error or its end, or
+// the read deadline passed; at once when data is buffered already. The
+// reader parks here rather than deep in gorilla's read: a goroutine's
+// stack shrinks (at GC) to what it uses while parked, so an idle
+// connection keeps 4 KiB of stack instead of 8.
+func (c *conn) waitReadable() {
+	if c.raw == nil || c.br.Buffered() > 0 {
+		return
+	}
+	c.peeked = false
+	_ = c.raw.Read(c.readable) // an error shows again in the read that follows
+}
+
+// peekReadable is the raw read's callback: the first call peeks without
+// blocking and reports whether anything is there; the second comes after
+// the poller saw the socket readable.
+func (c *conn) peekReadable(fd uintptr) bool {
+	if c.peeked {
+		return true
+	}
+	c.peeked = true
+	return peekSocket(fd, c.peekBuf[:])
+}
+
+// maxWriteBatch is the most a batch buffer holds before it is written: a
+// resume's backlog goes out in several writes, not one huge buffer.
+const maxWriteBatch = 64 << 10
+
+// batchBuffers hold the frames of one write; no connection keeps one.
+var batchBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// writeTextFrames writes frames as unmasked, unfragmented text frames
+// (RFC 6455 section 5.2), as many per write as fit in maxWriteBatch. Only
+// the connection's writer calls it; gorilla's own control frames (a pong,
+// the echo of a close) are single writes too, and net.Conn never
+// interleaves two writes.
+func writeTextFrames(nc net.Conn, frames []outFrame) error {
+	bp := batchBuffers.Get().(*[]byte)
+	b := (*bp)[:0]
+	var err error
+	for i, f := range frames {
+		b = appendTextFrame(b, f.data)
+		if len(b) >= maxWriteBatch || i == len(frames)-1 {
+			if _, err = nc.Write(b); err != nil {
+				break
+			}
+			b = b[:0]
+		}
+	}
+	if cap(b) <= 4*maxWriteBatch {
+		*bp = b[:0]
+		batchBuffers.Put(bp)
+	}
+	return err
+}
+
+// appendTextFrame appends one final text frame carrying payload.
+func appendTextFrame(b, payload []byte) []byte {
+	const finText = 0x81
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, finText, byte(n))
+	case n <= 0xFFFF:
+		b = append(b, finText, 126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, finText, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, payload...)
+}
