@@ -1,8 +1,12 @@
 package signal_test
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -194,4 +198,102 @@ func benchBroadcast(b *testing.B, peers int) {
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(float64(b.N*len(recvs))/elapsed.Seconds(), "deliveries/s")
+}
+
+// BenchmarkIdlePeer measures what a joined, silent peer costs the hub:
+// one op is one peer that connects, joins (rooms of four) and then stays
+// idle. After the ops, the heap and the goroutine stacks in use (after a
+// GC), divided by the peers, are reported with the goroutines per peer.
+// The clients are bare TCP connections that did their handshake by hand,
+// so the figures include only their net.Conn (about 0.3 KiB) besides the
+// hub. Run it with enough peers for the per-peer figures to settle:
+//
+//	go test ./signal -run '^$' -bench IdlePeer -benchtime 3000x
+func BenchmarkIdlePeer(b *testing.B) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil)) // as in production: attrs kept, lines dropped
+	h := newHarness(b, benchConfig(), signal.Options{Logger: log})
+	addr := h.ts.Listener.Addr().String()
+	before := memNow(runtime.NumGoroutine())
+	conns := make([]net.Conn, 0, b.N)
+	b.Cleanup(func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	b.ReportAllocs()
+	for i := range b.N {
+		c, err := idleJoin(addr, fmt.Sprintf("idle-%d", i/4))
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	b.StopTimer()
+	after := memNow(before.goroutines + b.N) // a reader per peer
+	n := float64(b.N)
+	b.ReportMetric(float64(after.heap-before.heap)/n, "heap-B/peer")
+	b.ReportMetric(float64(after.stack-before.stack)/n, "stack-B/peer")
+	b.ReportMetric(float64(after.goroutines-before.goroutines)/n, "goroutines/peer")
+}
+
+type memSample struct {
+	heap, stack uint64
+	goroutines  int
+}
+
+// memNow is the heap and stacks in use once at most goroutines run (the
+// writers that the joins started linger a second, then end on their
+// connection's timer) and after two GCs (the second shrinks the stacks the
+// first found oversized).
+func memNow(goroutines int) memSample {
+	// There is no event for "every writer has ended": poll, bounded.
+	for deadline := time.Now().Add(wait); runtime.NumGoroutine() > goroutines && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return memSample{heap: ms.HeapInuse, stack: ms.StackInuse, goroutines: runtime.NumGoroutine()}
+}
+
+// idleJoin opens a bare WebSocket to the hub at addr, joins room and
+// returns once welcome came, leaving the connection idle.
+func idleJoin(addr, room string) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, wait)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(wait))
+	req := "GET /ws HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: huddle.v1\r\n\r\n"
+	if err := readUntil(c, []byte(req), []byte("\r\n\r\n")); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	join := []byte(`{"type":"join","room":"` + room + `"}`)
+	frame := append([]byte{0x81, 0x80 | byte(len(join)), 0, 0, 0, 0}, join...) // masked with a zero key
+	if err := readUntil(c, frame, []byte(`"welcome"`)); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("join: %w", err)
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// readUntil writes out, then reads until what was read contains want.
+func readUntil(c net.Conn, out, want []byte) error {
+	if _, err := c.Write(out); err != nil {
+		return err
+	}
+	var got []byte
+	buf := make([]byte, 2048)
+	for !bytes.Contains(got, want) {
+		n, err := c.Read(buf)
+		if err != nil {
+			return err
+		}
+		got = append(got, buf[:n]...)
+	}
+	return nil
 }

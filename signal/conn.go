@@ -42,8 +42,10 @@ type outFrame struct {
 // and the writer, deadlines on every read and write.
 //
 // The writer runs only while there is something to write (frames, a ping,
-// the close frame). One timer per connection (tick) asks for pings, drops
-// a silent connection and closes one that does not join in time: an idle
+// the close frame), and lingers writerLinger after its last frames so that
+// a busy connection does not start a goroutine per frame. One timer per
+// connection (tick) asks for pings, retires a lingering writer, drops a
+// silent connection and closes one that does not join in time: an idle
 // connection costs its reader goroutine, parked, and that timer.
 type conn struct {
 	ws  *websocket.Conn
@@ -61,7 +63,13 @@ type conn struct {
 	pingDue     bool        // the writer must send a ping
 	writing     bool        // a writer runs, or has ended the connection's writes for good
 	stopped     bool        // the reader has ended: no writer starts any more
+	idle        bool        // the writer lingers, waiting on wake
+	linger      bool        // the writer's last job had frames: it may linger
+	retire      bool        // tick tells the lingering writer to end
+	lastWrite   time.Time   // when the writer last ran out of work
+	wake        sync.Cond   // wakes the lingering writer; L is &mu
 	timer       *time.Timer // runs tick
+	tickAt      time.Time   // when timer fires next
 	nextPing    time.Time
 	joinBy      time.Time // the join deadline (4008)
 
@@ -87,7 +95,7 @@ type conn struct {
 }
 
 func newConn(ws *websocket.Conn, h *Hub, log *slog.Logger, claims *Claims) *conn {
-	return &conn{
+	c := &conn{
 		ws:      ws,
 		claims:  claims,
 		hub:     h,
@@ -95,6 +103,8 @@ func newConn(ws *websocket.Conn, h *Hub, log *slog.Logger, claims *Claims) *conn
 		limit:   h.cfg.SendQueue,
 		limiter: rate.NewLimiter(rate.Limit(h.cfg.RateLimit), h.cfg.RateBurst),
 	}
+	c.wake.L = &c.mu
+	return c
 }
 
 // serve runs the connection until it ends; it returns after the writer.
@@ -104,7 +114,9 @@ func (c *conn) serve() {
 	c.lastRead.Store(now.UnixNano())
 	c.mu.Lock()
 	c.nextPing, c.joinBy = now.Add(cfg.PingInterval), now.Add(cfg.JoinTimeout)
-	c.timer = time.AfterFunc(min(cfg.PingInterval, cfg.JoinTimeout), c.tick)
+	first := min(cfg.PingInterval, cfg.JoinTimeout)
+	c.tickAt = now.Add(first)
+	c.timer = time.AfterFunc(first, c.tick)
 	c.mu.Unlock()
 
 	err := c.readLoop()
@@ -117,6 +129,7 @@ func (c *conn) serve() {
 
 	c.mu.Lock()
 	c.stopped = true
+	c.wake.Broadcast() // a lingering writer ends
 	c.mu.Unlock()
 	c.timer.Stop()
 	// A writer blocked in a write fails now and ends.
@@ -366,7 +379,14 @@ func (c *conn) pushAll(first []byte, rest []outFrame) {
 // startWriterLocked starts the writer unless one runs or the connection's
 // writes are over. c.mu is held.
 func (c *conn) startWriterLocked() {
-	if c.writing || c.stopped {
+	if c.stopped {
+		return
+	}
+	if c.writing {
+		if c.idle {
+			c.idle = false
+			c.wake.Signal()
+		}
 		return
 	}
 	c.writing = true
@@ -410,10 +430,21 @@ func (c *conn) tick() {
 	if !joined && !lateJoin && c.joinBy.Before(next) {
 		next = c.joinBy
 	}
+	if c.idle {
+		if retireAt := c.lastWrite.Add(writerLinger); now.Before(retireAt) {
+			next = minTime(next, retireAt)
+		} else {
+			c.retire = true
+			c.idle = false
+			c.wake.Signal()
+		}
+	}
 	// Under c.mu, so that serve's Stop, after it set stopped, is final.
 	// Every candidate is in the future; the floor only guards against a
 	// timer that would spin.
-	c.timer.Reset(max(next.Sub(now), time.Millisecond))
+	d := max(next.Sub(now), time.Millisecond)
+	c.tickAt = now.Add(d)
+	c.timer.Reset(d)
 	c.mu.Unlock()
 	if lateJoin {
 		c.closeWith(wire.CloseJoinTimeout, "no join in time")
@@ -481,9 +512,16 @@ type writeJob struct {
 	reason  string
 }
 
+// writerLinger is how long a writer waits for more frames after its last
+// ones before it ends: a connection that relays a message a second keeps
+// one writer rather than starting a goroutine (and growing its stack) per
+// frame; an idle one keeps none.
+const writerLinger = time.Second
+
 // take hands the writer what it has to do and takes back the batch it
-// wrote (done) for reuse. ok is false when there is nothing to do: the
-// writer then ends, and the next push starts another.
+// wrote (done) for reuse. A writer whose last job had frames lingers here
+// until more work comes or tick retires it. ok is false when the writer
+// must end: the next push starts another.
 func (c *conn) take(done []outFrame) (job writeJob, ok bool) {
 	clear(done) // drop the frames, keep the slice
 	c.mu.Lock()
@@ -491,26 +529,38 @@ func (c *conn) take(done []outFrame) (job writeJob, ok bool) {
 	if done != nil && cap(done) <= maxSpare {
 		c.spare = done[:0]
 	}
-	if c.stopped {
-		return job, false
-	}
-	if c.closing {
-		// writing stays set: no writer starts after the close frame.
-		job = writeJob{closing: true, code: c.closeCode, reason: c.closeReason}
-		if c.flush {
-			job.frames, c.queue = c.queue, nil
+	for {
+		switch {
+		case c.stopped:
+			return job, false
+		case c.closing:
+			// writing stays set: no writer starts after the close frame.
+			job = writeJob{closing: true, code: c.closeCode, reason: c.closeReason}
+			if c.flush {
+				job.frames, c.queue = c.queue, nil
+			}
+			return job, true
+		case len(c.queue) > 0 || c.pingDue:
+			job.frames, job.ping = c.queue, c.pingDue
+			c.queue, c.spare = c.spare, nil
+			c.pingDue = false
+			c.limit = c.hub.cfg.SendQueue
+			c.linger = len(job.frames) > 0
+			return job, true
+		case c.retire || !c.linger || c.timer == nil:
+			c.retire, c.writing = false, false
+			return job, false
 		}
-		return job, true
+		c.lastWrite = time.Now()
+		c.idle = true
+		if retireAt := c.lastWrite.Add(writerLinger); retireAt.Before(c.tickAt) {
+			// Rarely: the tick usually comes sooner and moves itself.
+			c.tickAt = retireAt
+			c.timer.Reset(writerLinger)
+		}
+		c.wake.Wait()
+		c.idle = false
 	}
-	if len(c.queue) == 0 && !c.pingDue {
-		c.writing = false
-		return job, false
-	}
-	job.frames, job.ping = c.queue, c.pingDue
-	c.queue, c.spare = c.spare, nil
-	c.pingDue = false
-	c.limit = c.hub.cfg.SendQueue
-	return job, true
 }
 
 // writeLoop is the connection's only writer of data frames, pings and the
@@ -587,6 +637,13 @@ func (c *conn) writeFrames(frames []outFrame) error {
 func (c *conn) abort(err error) {
 	c.log.Debug("write failed", "err", err)
 	_ = c.ws.NetConn().Close()
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // truncateReason keeps a close reason within the 123 bytes RFC 6455 allows.

@@ -239,7 +239,7 @@ func (h *Hub) handleRelay(c *conn, m *wire.Message) {
 	err := h.broker.Publish(context.Background(), Envelope{Room: s.room, From: s.id, To: m.To, Frame: frame, ReadAt: c.readAt})
 	switch {
 	case err == nil:
-		h.metrics.relayed.WithLabelValues(string(m.Type)).Inc()
+		h.metrics.relayedOf(m.Type).Inc()
 	case errors.Is(err, ErrUnknownPeer):
 		c.sendError(&wire.Error{Code: wire.CodeUnknownPeer, Message: "no peer " + string(m.To) + " in this room", Ref: ref})
 	default:

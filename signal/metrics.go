@@ -14,6 +14,7 @@ type metrics struct {
 	conns        prometheus.Gauge
 	peers        prometheus.Gauge
 	relayed      *prometheus.CounterVec
+	relayedBy    map[wire.Type]prometheus.Counter // resolved once: the hot path skips the label hash
 	relayLatency prometheus.Histogram
 	refusals     *prometheus.CounterVec
 	errorsSent   *prometheus.CounterVec
@@ -58,8 +59,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "huddle_send_queue_overflows_total", Help: "Connections closed with 4011 because their send queue overflowed.",
 		}),
 	}
+	m.relayedBy = make(map[wire.Type]prometheus.Counter)
 	for _, t := range []wire.Type{wire.TypeOffer, wire.TypeAnswer, wire.TypeCandidate, wire.TypeMessage} {
-		m.relayed.WithLabelValues(string(t))
+		m.relayedBy[t] = m.relayed.WithLabelValues(string(t))
 	}
 	m.resumes.WithLabelValues("ok")
 	m.resumes.WithLabelValues("failed")
@@ -68,6 +70,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			m.errorsSent, m.closes, m.resumes, m.rateLimited, m.overflows)
 	}
 	return m
+}
+
+// relayedOf is the relayed counter of a relayed type.
+func (m *metrics) relayedOf(t wire.Type) prometheus.Counter {
+	if c, ok := m.relayedBy[t]; ok {
+		return c
+	}
+	return m.relayed.WithLabelValues(string(t))
 }
 
 func (m *metrics) refused(status int) {

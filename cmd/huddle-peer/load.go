@@ -10,9 +10,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -157,7 +157,10 @@ type loader struct {
 	epoch      time.Time // message timestamps count from it
 	runID      string
 
-	readers sync.WaitGroup // every peer's goroutine and the phase waiters
+	peers   []*loadPeer    // every peer, by idx
+	recv    *receiver      // the epoll loop; nil: a goroutine per peer
+	readers sync.WaitGroup // the dialling goroutines, goroutine readers and phase waiters
+	live    sync.WaitGroup // one per connection until its end is recorded
 	leaving atomic.Bool    // the run is over: closes are expected
 
 	started, conns, joined, ready atomic.Int64
@@ -226,14 +229,6 @@ func sourceDialer(src string, timeout time.Duration) func(ctx context.Context, n
 	return d.DialContext
 }
 
-func openFileLimit() uint64 {
-	var r syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
-		return 0
-	}
-	return r.Cur
-}
-
 // makePhase creates n peers in rooms of size per room, named prefix-k.
 func (l *loader) makePhase(first, n, size int, prefix string, active bool) *loadPhase {
 	ph := &loadPhase{peers: make([]*loadPeer, n)}
@@ -257,6 +252,8 @@ func (l *loader) run(ctx context.Context) int {
 	idle := l.makePhase(0, l.f.idle, l.f.idleRoomSize, "idle", false)
 	calls := l.makePhase(l.f.idle, l.f.rooms*l.f.peersPerRoom, l.f.peersPerRoom, "load", true)
 	total := l.f.idle + len(calls.peers)
+	l.peers = append(slices.Clip(idle.peers), calls.peers...)
+	l.recv = newReceiver(l)
 	stopProgress := l.startProgress(total)
 	res := loadResult{URL: l.url, Rooms: l.f.rooms, PeersPerRoom: l.f.peersPerRoom, Rate: l.f.rate,
 		Idle: l.f.idle, Attempted: total}
@@ -273,7 +270,10 @@ func (l *loader) run(ctx context.Context) int {
 		elapsed = l.messages(ctx, calls.peers)
 		l.drain(ctx)
 	}
-	l.end(append(idle.peers, calls.peers...))
+	l.end(l.peers)
+	if l.recv != nil {
+		l.recv.stop()
+	}
 	stopProgress()
 	res.fill(l, elapsed)
 	res.print(l.rep)
@@ -468,18 +468,18 @@ func (l *loader) end(peers []*loadPeer) {
 	wg.Wait()
 	done := make(chan struct{})
 	go func() {
-		l.readers.Wait()
+		l.live.Wait()
 		close(done)
 	}()
 	select {
 	case <-done:
-		return
 	case <-time.After(l.f.timeout):
+		for _, p := range peers {
+			p.closeNow()
+		}
+		<-done
 	}
-	for _, p := range peers {
-		p.closeNow()
-	}
-	<-done
+	l.readers.Wait()
 }
 
 // startProgress prints a progress line every --progress until stopped.

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -56,6 +57,20 @@ type loadPeer struct {
 	seen      []seqTrack
 
 	next int // the sender's round-robin position in targets
+
+	// The epoll receiver's raw read (loadrecv_linux.go). Stored before the
+	// socket is registered and loaded by the loop: the atomic orders what
+	// the dialling goroutine wrote before the loop reads the peer.
+	raw    atomic.Pointer[rawReader]
+	rspace []byte
+	rn     int
+	rerr   error
+}
+
+// rawReader reads a peer's socket without the runtime's poller.
+type rawReader struct {
+	conn syscall.RawConn
+	read func(fd uintptr) bool // the peer's readRaw, bound once
 }
 
 // loadTarget is another peer of an active peer's room.
@@ -96,6 +111,13 @@ func (p *loadPeer) run(ctx context.Context, dialSlot <-chan struct{}) {
 	l := p.l
 	start := time.Now()
 	ws, resp, err := l.dialers[p.idx%len(l.dialers)].DialContext(ctx, l.url, l.header)
+	if err == nil {
+		// Counted before the slot is released: once every slot is back,
+		// the run knows every live connection.
+		p.nc = ws.NetConn()
+		l.live.Add(1)
+		p.conn.Store(ws)
+	}
 	<-dialSlot
 	if err != nil {
 		kind := errorKind("dial", err)
@@ -106,12 +128,9 @@ func (p *loadPeer) run(ctx context.Context, dialSlot <-chan struct{}) {
 		p.fail(kind)
 		return
 	}
-	p.nc = ws.NetConn()
 	p.upgraded = time.Now()
 	l.dialLat.record(p.upgraded.Sub(start))
 	l.conns.Add(1)
-	l.live.Add(1)
-	p.conn.Store(ws)
 	if err := p.write(opText, []byte(`{"type":"join","room":"`+string(p.room)+`"}`)); err != nil {
 		p.finish(err)
 		return

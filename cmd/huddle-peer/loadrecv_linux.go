@@ -42,11 +42,9 @@ func (r *receiver) add(p *loadPeer) error {
 	if err != nil {
 		return err
 	}
-	p.raw = raw
-	p.rawRead = p.readRaw
+	p.raw.Store(&rawReader{conn: raw, read: p.readRaw})
 	var cerr error
 	err = raw.Control(func(fd uintptr) {
-		p.fd = int(fd)
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd), Pad: int32(p.idx)}
 		cerr = syscall.EpollCtl(r.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
 	})
@@ -55,8 +53,8 @@ func (r *receiver) add(p *loadPeer) error {
 
 // remove stops reading p (before its socket is closed).
 func (r *receiver) remove(p *loadPeer) {
-	if p.raw != nil {
-		_ = p.raw.Control(func(fd uintptr) {
+	if rr := p.raw.Load(); rr != nil {
+		_ = rr.conn.Control(func(fd uintptr) {
 			_ = syscall.EpollCtl(r.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 		})
 	}
@@ -92,21 +90,23 @@ func (r *receiver) stop() {
 // readReady reads what the socket has, once (the loop is level-triggered:
 // more is reported again).
 func (p *loadPeer) readReady() {
+	rr := p.raw.Load()
+	if rr == nil {
+		return // a stale event
+	}
 	p.rspace = p.frames.space()
-	if err := p.raw.Read(p.rawRead); err != nil {
+	if err := rr.conn.Read(rr.read); err != nil {
 		p.finish(err) // closed meanwhile
 		return
 	}
 	switch {
-	case p.rn > 0:
-		if !p.frames.fill(p.rn, p.frame) {
-			p.finish(nil)
-		}
 	case p.rerr == syscall.EAGAIN || p.rerr == syscall.EINTR:
 	case p.rerr != nil:
 		p.finish(p.rerr)
-	default:
+	case p.rn == 0:
 		p.finish(io.EOF)
+	case !p.frames.fill(p.rn, p.frame):
+		p.finish(nil)
 	}
 }
 
