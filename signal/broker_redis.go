@@ -305,8 +305,7 @@ func (b *RedisBroker) Publish(ctx context.Context, env Envelope) error {
 		readAt = env.ReadAt.UnixNano()
 	}
 	if b.notReady.Load() != nil {
-		b.publishLocal(env)
-		return nil
+		return b.publishLocal(env)
 	}
 	ctx, cancel := context.WithTimeout(ctx, brokerTimeout)
 	defer cancel()
@@ -320,8 +319,7 @@ func (b *RedisBroker) Publish(ctx context.Context, env Envelope) error {
 	if err != nil {
 		// Redis is away: this node's peers keep talking (a peer of
 		// another node gets nothing until it is back).
-		b.publishLocal(env)
-		return nil
+		return b.publishLocal(env)
 	}
 	if n == 0 {
 		return ErrUnknownPeer
@@ -424,17 +422,25 @@ func (b *RedisBroker) Close() error {
 
 // publishLocal delivers env to the peers of this node alone, while Redis is
 // unreachable. Their streams miss these frames: a resume on another node
-// does not replay them.
-func (b *RedisBroker) publishLocal(env Envelope) {
+// does not replay them. A message for one peer that is not on this node
+// cannot be delivered: ErrUnavailable, so the sender is told (a broadcast
+// reaches this node's peers only).
+func (b *RedisBroker) publishLocal(env Envelope) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.dropped.Add(1) == 1 {
+		b.log.Warn("redis unreachable: relaying between this node's peers only until it is back")
+	}
+	if env.To != "" {
+		if p, ok := b.local[env.To]; !ok || p.room != env.Room {
+			return ErrUnavailable
+		}
+	}
 	for id, p := range b.local {
 		if p.room != env.Room || id == env.From || env.To != "" && id != env.To {
 			continue
 		}
 		b.deliver.Deliver(id, env.Frame, env.ReadAt)
 	}
-	if b.dropped.Add(1) == 1 {
-		b.log.Warn("redis unreachable: relaying between this node's peers only until it is back")
-	}
+	return nil
 }

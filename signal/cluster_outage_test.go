@@ -126,6 +126,11 @@ func TestClusterRedisOutage(t *testing.T) {
 			t.Fatalf("during the outage: %s", describe(m))
 		}
 	}
+	// A peer of the other node cannot be reached: the sender is told.
+	a.send(map[string]any{"type": "message", "to": c.id, "data": "lost?", "ref": "x"})
+	if m := a.expect(wire.TypeError); m.Code != wire.CodeUnavailable || m.Ref != "x" {
+		t.Fatalf("message to another node during the outage: %s, want error unavailable", describe(m))
+	}
 
 	path, _ := exec.LookPath("redis-server")
 	r.start(path)

@@ -8,6 +8,9 @@ var (
 	ErrRoomFull = errors.New("room is full")
 	// ErrUnknownPeer means the addressed peer is not in the room.
 	ErrUnknownPeer = errors.New("unknown peer")
+	// ErrUnavailable means the addressee could not be reached now (its node
+	// is unreachable while the cluster broker is down).
+	ErrUnavailable = errors.New("peer unreachable")
 	// ErrClosed means the hub or broker has been closed.
 	ErrClosed = errors.New("closed")
 )

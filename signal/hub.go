@@ -242,6 +242,8 @@ func (h *Hub) handleRelay(c *conn, m *wire.Message) {
 		h.metrics.relayedOf(m.Type).Inc()
 	case errors.Is(err, ErrUnknownPeer):
 		c.sendError(&wire.Error{Code: wire.CodeUnknownPeer, Message: "no peer " + string(m.To) + " in this room", Ref: ref})
+	case errors.Is(err, ErrUnavailable):
+		c.sendError(&wire.Error{Code: wire.CodeUnavailable, Message: "peer " + string(m.To) + " is on a node this one cannot reach now; try again", Ref: ref})
 	default:
 		h.log.Error("relay failed", "err", err)
 		c.fail(wire.CloseInternal, "internal error")

@@ -15,6 +15,10 @@ const (
 	CodeRoomFull      ErrorCode = "room-full"
 	CodeForbidden     ErrorCode = "forbidden"
 	CodeRateLimited   ErrorCode = "rate-limited"
+	// CodeUnavailable is huddle's addition to the contract: the message
+	// could not be delivered now (the addressee's node is unreachable while
+	// the cluster broker is down); the sender may try again.
+	CodeUnavailable ErrorCode = "unavailable"
 )
 
 // Error is a protocol error: what an `error` message carries. It is a value
