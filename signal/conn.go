@@ -608,9 +608,13 @@ func (c *conn) writeFrames(frames []outFrame) error {
 	// Every write has a deadline between half a WriteTimeout and a whole
 	// one away: moving it costs a runtime timer update (and may wake the
 	// network poller), so not for every frame.
+	// gorilla's SetWriteDeadline only records the deadline for its own
+	// writes (and WriteControl sets the socket's): frames written by hand
+	// need it on the socket itself.
 	if now := time.Now(); c.writeDeadline.Sub(now) < cfg.WriteTimeout/2 {
 		c.writeDeadline = now.Add(cfg.WriteTimeout)
 		_ = c.ws.SetWriteDeadline(c.writeDeadline)
+		_ = c.ws.NetConn().SetWriteDeadline(c.writeDeadline)
 	}
 	var err error
 	if cfg.Compression {

@@ -166,6 +166,9 @@ func (p *loadPeer) finish(err error) {
 			l.recv.remove(p)
 		}
 		_ = p.nc.Close()
+		if p.frames.bad {
+			p.fail("read-bad-frame")
+		}
 		switch {
 		case err == nil, p.dead.Load() && l.leaving.Load():
 		case !p.hasJoined.Load():

@@ -22,6 +22,7 @@ type frameReader struct {
 	buf    []byte // read, not yet parsed
 	frag   []byte // the start of a fragmented message
 	inFrag bool
+	bad    bool // the stream is not one a server may send
 }
 
 // space returns room to read into at the end of the buffer.
@@ -47,6 +48,7 @@ func (r *frameReader) fill(n int, serve func(op byte, payload []byte) bool) bool
 			break
 		}
 		if size < 0 {
+			r.bad = true
 			return false
 		}
 		b = b[size:]
