@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -48,9 +49,9 @@ type outFrame struct {
 // silent connection and closes one that does not join in time: an idle
 // connection costs its reader goroutine, parked, and that timer.
 type conn struct {
-	ws  *websocket.Conn
-	hub *Hub
-	log *slog.Logger
+	ws   *websocket.Conn
+	hub  *Hub
+	name connName // who the connection is, in its log lines
 
 	mu          sync.Mutex // guards the fields below
 	queue       []outFrame
@@ -94,12 +95,12 @@ type conn struct {
 	lastRead atomic.Int64 // unix nanoseconds of the last message or pong
 }
 
-func newConn(ws *websocket.Conn, h *Hub, log *slog.Logger, claims *Claims) *conn {
+func newConn(ws *websocket.Conn, h *Hub, addr netip.Addr, claims *Claims) *conn {
 	c := &conn{
 		ws:      ws,
 		claims:  claims,
 		hub:     h,
-		log:     log,
+		name:    connName{id: rand8(), addr: addr},
 		limit:   h.cfg.SendQueue,
 		limiter: rate.NewLimiter(rate.Limit(h.cfg.RateLimit), h.cfg.RateBurst),
 	}
@@ -140,7 +141,7 @@ func (c *conn) serve() {
 	if c.session != nil {
 		c.session.detach(c, code, reason)
 	}
-	c.log.Info("connection closed", "code", code, "reason", reason)
+	c.logAt(slog.LevelInfo, "connection closed", "code", code, "reason", reason)
 }
 
 func (c *conn) discardInput() {
@@ -271,12 +272,12 @@ func (c *conn) handle(data []byte) {
 	}
 	c.strikes = 0
 	if werr != nil {
-		c.log.Debug("refused message", "code", werr.Code, "err", werr.Message)
+		c.logAt(slog.LevelDebug, "refused message", "code", werr.Code, "err", werr.Message)
 		c.sendError(werr)
 		return
 	}
-	if c.log.Enabled(context.Background(), slog.LevelDebug) {
-		c.log.Debug("message", "type", m.Type) // boxing m.Type costs an allocation
+	if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.logAt(slog.LevelDebug, "message", "type", m.Type) // boxing m.Type costs an allocation
 	}
 	// Direct calls, not through a func value: m then stays on the stack.
 	switch m.Type {
@@ -308,7 +309,7 @@ func (c *conn) requireJoined(m *wire.Message) bool {
 // any, waits out the resume grace.
 func (c *conn) fail(code int, reason string) {
 	// At debug: "connection closed" follows with the same code and reason.
-	c.log.Debug("closing connection", "code", code, "reason", reason)
+	c.logAt(slog.LevelDebug, "closing connection", "code", code, "reason", reason)
 	if c.session != nil {
 		c.session.detach(c, code, reason)
 		return
@@ -412,7 +413,7 @@ func (c *conn) tick() {
 	}
 	if !now.Before(silentUntil) {
 		c.mu.Unlock()
-		c.log.Debug("connection silent for two ping intervals")
+		c.logAt(slog.LevelDebug, "connection silent for two ping intervals")
 		_ = c.ws.NetConn().Close() // the reader ends: connection lost
 		return
 	}
@@ -639,7 +640,7 @@ func (c *conn) writeFrames(frames []outFrame) error {
 
 // abort drops a connection the writer cannot write to; the reader then ends.
 func (c *conn) abort(err error) {
-	c.log.Debug("write failed", "err", err)
+	c.logAt(slog.LevelDebug, "write failed", "err", err)
 	_ = c.ws.NetConn().Close()
 }
 

@@ -135,14 +135,14 @@ func (h *Hub) join(c *conn, m *wire.Message) {
 		return
 	}
 	h.remember(s.id, token)
-	c.log = c.log.With("peer", s.id, "room", s.room)
+	c.name.joined(s.id, s.room)
 	if !h.welcome(c, s, others, token, false) {
 		// The session ended before its welcome: it was kicked (or the
 		// server is closing, whose own close code then wins).
 		c.closeWith(wire.CloseKicked, "kicked")
 		return
 	}
-	c.log.Info("joined", "peers", len(others))
+	c.logAt(slog.LevelInfo, "joined", "peers", len(others))
 }
 
 // resume takes an earlier session back for c. It reports false when the
@@ -176,12 +176,12 @@ func (h *Hub) resume(c *conn, m *wire.Message) bool {
 			others = append(others, p)
 		}
 	}
-	c.log = c.log.With("peer", s.id, "room", s.room)
+	c.name.joined(s.id, s.room)
 	if !h.welcome(c, s, others, token, true) {
 		return false
 	}
 	h.reportDetached(s)
-	c.log.Info("resumed", "peers", len(others))
+	c.logAt(slog.LevelInfo, "resumed", "peers", len(others))
 	return true
 }
 
@@ -218,7 +218,7 @@ func (h *Hub) handleLeave(c *conn, _ *wire.Message) {
 	// the same room must not find it there. Leaving twice is harmless.
 	h.leave(s, wire.ReasonLeft)
 	if s.end(wire.CloseNormal, "left") {
-		c.log.Info("left")
+		c.logAt(slog.LevelInfo, "left")
 	}
 }
 

@@ -3,6 +3,7 @@ package signal
 import (
 	"context"
 	"errors"
+	"log/slog"
 
 	"github.com/huddle-rtc/huddle/signal/wire"
 )
@@ -93,12 +94,12 @@ func (h *Hub) claim(c *conn, m *wire.Message, token string) bool {
 			others = append(others, p)
 		}
 	}
-	c.log = c.log.With("peer", s.id, "room", s.room)
+	c.name.joined(s.id, s.room)
 	if !h.welcome(c, s, others, token, true) {
 		return false
 	}
 	h.reportDetached(s)
-	c.log.Info("resumed from another node", "peers", len(others))
+	c.logAt(slog.LevelInfo, "resumed from another node", "peers", len(others))
 	return true
 }
 

@@ -216,12 +216,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("upgrade failed", "err", err, "addr", addr)
 		return
 	}
-	c := newConn(ws, s.hub, s.log.With("conn", rand8(), "addr", addr), claims)
+	c := newConn(ws, s.hub, addr, claims)
 	c.useReader(hj.br)
 	if !s.track(c) {
 		c.closeWith(wire.CloseRestart, "server is draining")
 	}
-	c.log.Info("connected")
+	c.logAt(slog.LevelInfo, "connected")
 	// Serve the connection on a goroutine of its own and return: net/http's
 	// connection (its 4 KiB read and write buffers, the request, their
 	// contexts) is then garbage, which more than halves what an idle peer
@@ -453,4 +453,4 @@ func (s *Server) wait(ctx context.Context) error {
 }
 
 // rand8 names a connection in logs.
-func rand8() string { return rand.Text()[:8] }
+func rand8() string { return strings.Clone(rand.Text()[:8]) }

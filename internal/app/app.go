@@ -98,6 +98,9 @@ func New(cfg Config, log *slog.Logger) (*App, error) {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metricsHandler(a.reg))
+		if cfg.Pprof {
+			mountPprof(mux)
+		}
 		a.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)

@@ -33,6 +33,9 @@ type Config struct {
 	// MetricsAddr, when set, serves /metrics on its own listener instead of
 	// HUDDLE_ADDR (keep it off the public internet).
 	MetricsAddr string `env:"METRICS_ADDR"`
+	// Pprof serves Go's profiler (/debug/pprof/) on the HUDDLE_METRICS_ADDR
+	// listener, never on the public one.
+	Pprof bool `env:"PPROF"`
 	// DrainTimeout bounds a graceful shutdown.
 	DrainTimeout time.Duration `env:"DRAIN_TIMEOUT" envDefault:"10s"`
 	// ProbeInterval, when positive, runs the relay self-probe that often
@@ -200,6 +203,9 @@ func (c *Config) Validate() error {
 		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
 			errs = append(errs, fmt.Errorf("HUDDLE_TLS_CERT/HUDDLE_TLS_KEY: %w", err))
 		}
+	}
+	if c.Pprof && c.MetricsAddr == "" {
+		errs = append(errs, errors.New("HUDDLE_PPROF: the profiler is served only on HUDDLE_METRICS_ADDR's listener: set that too"))
 	}
 	errs = append(errs, c.validateRedis())
 	errs = append(errs, c.validateProbe(), c.Signal.Validate(), c.TURN.Validate())

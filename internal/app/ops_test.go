@@ -384,6 +384,27 @@ func TestMetricsAddr(t *testing.T) {
 	}
 }
 
+// TestPprof: HUDDLE_PPROF serves the profiler on the metrics listener
+// only, and needs one.
+func TestPprof(t *testing.T) {
+	t.Parallel()
+	a := apptest.Start(t, func(c *app.Config) { c.MetricsAddr, c.Pprof = "127.0.0.1:0", true })
+	base := strings.TrimSuffix(a.MetricsURL(), "/metrics")
+	if status, body := httpGet(t, base+"/debug/pprof/heap?debug=1"); status != http.StatusOK || !strings.Contains(body, "heap profile") {
+		t.Errorf("metrics listener heap profile: %d %.80q", status, body)
+	}
+	if status, body := httpGet(t, a.URL()+"/debug/pprof/heap?debug=1"); strings.Contains(body, "heap profile") {
+		t.Errorf("the public listener serves the profiler: %d", status)
+	}
+	off := apptest.Start(t, func(c *app.Config) { c.MetricsAddr = "127.0.0.1:0" })
+	if status, _ := httpGet(t, strings.TrimSuffix(off.MetricsURL(), "/metrics")+"/debug/pprof/heap?debug=1"); status != http.StatusNotFound {
+		t.Errorf("profiler without HUDDLE_PPROF: %d, want 404", status)
+	}
+	if _, err := app.LoadConfig([]string{"HUDDLE_PPROF=true"}); err == nil || !strings.Contains(err.Error(), "HUDDLE_PPROF") {
+		t.Errorf("HUDDLE_PPROF without HUDDLE_METRICS_ADDR: %v", err)
+	}
+}
+
 // TestReadyz: ready when serving; 503 with the reason while draining (and
 // /healthz stays 200) and when the TURN server stops answering.
 func TestReadyz(t *testing.T) {
