@@ -73,6 +73,8 @@ type conn struct {
 	tickAt      time.Time   // when timer fires next
 	nextPing    time.Time
 	joinBy      time.Time // the join deadline (4008)
+	waiting     bool      // the reader waits in waitReadable
+	kicked      bool      // tick has woken the waiting reader to park
 
 	writers sync.WaitGroup // the writer goroutine, when one runs
 
@@ -84,6 +86,7 @@ type conn struct {
 	raw      syscall.RawConn // the socket, for waitReadable
 	readable func(fd uintptr) bool
 	peeked   bool
+	midFrame bool // gorilla has not read the last message to its end
 	peekBuf  [1]byte
 	claims   *Claims // the handshake's token, nil when none is required
 	session  *session
@@ -93,6 +96,8 @@ type conn struct {
 
 	joined   atomic.Bool
 	lastRead atomic.Int64 // unix nanoseconds of the last message or pong
+	lastMsg  atomic.Int64 // unix nanoseconds of the last message (not pong)
+	fresh    atomic.Bool  // the reader parked and has read no message since
 }
 
 func newConn(ws *websocket.Conn, h *Hub, addr netip.Addr, claims *Claims) *conn {
@@ -108,19 +113,48 @@ func newConn(ws *websocket.Conn, h *Hub, addr netip.Addr, claims *Claims) *conn 
 	return c
 }
 
-// serve runs the connection until it ends; it returns after the writer.
-func (c *conn) serve() {
+// serve runs the connection until it ends, then calls done, after the
+// writer has ended. The reader may move to a fresh goroutine on the way
+// (park.go): done runs on the last one.
+func (c *conn) serve(done func()) {
 	cfg := &c.hub.cfg
+	c.ws.SetReadLimit(cfg.MaxMessageBytes)
+	// No read deadline: tick drops a connection silent for two intervals,
+	// which spares a runtime timer per connection and its reset per message.
+	c.ws.SetPongHandler(func(string) error {
+		c.lastRead.Store(time.Now().UnixNano())
+		return nil
+	})
 	now := time.Now()
 	c.lastRead.Store(now.UnixNano())
+	c.lastMsg.Store(now.UnixNano())
 	c.mu.Lock()
 	c.nextPing, c.joinBy = now.Add(cfg.PingInterval), now.Add(cfg.JoinTimeout)
 	first := min(cfg.PingInterval, cfg.JoinTimeout)
+	if c.raw != nil {
+		first = min(first, parkAfter)
+	}
 	c.tickAt = now.Add(first)
 	c.timer = time.AfterFunc(first, c.tick)
 	c.mu.Unlock()
+	c.run(done)
+}
 
+// run reads the connection until it ends (and then finishes it), or until
+// tick has the reader park.
+func (c *conn) run(done func()) {
 	err := c.readLoop()
+	if errors.Is(err, errPark) {
+		c.fresh.Store(true)
+		go c.park(done)
+		return
+	}
+	c.finish(err)
+	done()
+}
+
+// finish ends a connection whose reader has ended with err.
+func (c *conn) finish(err error) {
 	if errors.Is(err, websocket.ErrReadLimit) {
 		// gorilla has sent 1009; read out the rest of the oversized frame
 		// so that closing does not reset the connection before the client
@@ -168,26 +202,27 @@ func (c *conn) closeStatus(err error) (int, string) {
 	return websocket.CloseAbnormalClosure, "connection lost"
 }
 
+// readLoop serves the connection's frames until it fails, or until tick
+// asks an idle reader to park (errPark).
 func (c *conn) readLoop() error {
 	cfg := &c.hub.cfg
-	c.ws.SetReadLimit(cfg.MaxMessageBytes)
-	// No read deadline: tick drops a connection silent for two intervals,
-	// which spares a runtime timer per connection and its reset per message.
-	c.ws.SetPongHandler(func(string) error {
-		c.lastRead.Store(time.Now().UnixNano())
-		return nil
-	})
 	for {
-		c.waitReadable()
+		if c.waitReadable() {
+			return errPark
+		}
 		kind, r, err := c.ws.NextReader()
 		if err != nil {
 			return err
 		}
+		// Until the message is read to its end, the socket is not at a
+		// frame's start: waitReadable must not look for pongs.
+		c.midFrame = true
 		if c.isClosing() {
 			continue // draining the client's last frames until its close
 		}
 		c.readAt = time.Now()
 		c.lastRead.Store(c.readAt.UnixNano())
+		c.lastMsg.Store(c.readAt.UnixNano())
 		if kind != websocket.TextMessage {
 			c.fail(wire.CloseUnsupported, "binary frames are not supported")
 			continue
@@ -198,6 +233,7 @@ func (c *conn) readLoop() error {
 		if err != nil {
 			return err
 		}
+		c.midFrame = int64(len(data)) > cfg.MaxMessageBytes // else read to its end
 		switch {
 		case int64(len(data)) > cfg.MaxMessageBytes:
 			c.fail(wire.CloseTooBig, "message too large")
@@ -431,6 +467,7 @@ func (c *conn) tick() {
 	if !joined && !lateJoin && c.joinBy.Before(next) {
 		next = c.joinBy
 	}
+	next = c.parkIdleReaderLocked(now, next)
 	if c.idle {
 		if retireAt := c.lastWrite.Add(writerLinger); now.Before(retireAt) {
 			next = minTime(next, retireAt)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // readBufferSize is each connection's read buffer. Frames larger than it
@@ -51,17 +52,62 @@ func (c *conn) useReader(br *bufio.Reader) {
 	c.readable = c.peekReadable
 }
 
-// waitReadable returns once the socket has data, an error or its end, or
-// the read deadline passed; at once when data is buffered already. The
-// reader parks here rather than deep in gorilla's read: a goroutine's
-// stack shrinks (at GC) to what it uses while parked, so an idle
-// connection keeps 4 KiB of stack instead of 8.
-func (c *conn) waitReadable() {
-	if c.raw == nil || c.br.Buffered() > 0 {
-		return
+// waitReadable returns once the socket has data other than pongs, an
+// error or its end; at once when such data is buffered already. The reader
+// waits here rather than deep in gorilla's read, at a shallow stack depth
+// (see park.go), and takes the clients' pongs itself (skipPong) so that
+// answering the server's pings does not leave it waiting deep in gorilla.
+// It returns true when tick woke it to park rather than the socket.
+func (c *conn) waitReadable() (park bool) {
+	if c.raw == nil {
+		return false
 	}
-	c.peeked = false
-	_ = c.raw.Read(c.readable) // an error shows again in the read that follows
+	for {
+		if c.br.Buffered() == 0 {
+			c.peeked = false
+			c.mu.Lock()
+			c.waiting = true
+			c.mu.Unlock()
+			_ = c.raw.Read(c.readable) // an error shows again in the read that follows
+			c.mu.Lock()
+			c.waiting = false
+			park, c.kicked = c.kicked, false
+			c.mu.Unlock()
+			if park {
+				// tick's deadline, which woke the wait, must not fail a read.
+				_ = c.ws.NetConn().SetReadDeadline(time.Time{})
+				return true
+			}
+		}
+		if !c.skipPong() {
+			if c.fresh.Load() {
+				c.fresh.Store(false)
+			}
+			return false
+		}
+	}
+}
+
+// skipPong consumes the next frame when it is a whole pong (FIN, opcode
+// 10, masked as client frames are, at most 125 bytes) already buffered,
+// and counts it as a read like gorilla's pong handler. Anything else,
+// invalid pongs included, is left to gorilla, and so is everything after
+// a message not read to its end (the socket is then inside a frame).
+func (c *conn) skipPong() bool {
+	if c.midFrame {
+		return false
+	}
+	h, err := c.br.Peek(2)
+	if err != nil || h[0] != 0x8A || h[1]&0x80 == 0 || h[1]&0x7F > 125 {
+		return false
+	}
+	n := 2 + 4 + int(h[1]&0x7F)
+	if c.br.Buffered() < n {
+		return false
+	}
+	_, _ = c.br.Discard(n)
+	c.lastRead.Store(time.Now().UnixNano())
+	return true
 }
 
 // peekReadable is the raw read's callback: the first call peeks without

@@ -229,22 +229,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Close wait for it.
 	handedOff = true
 	s.enter()
-	go func() {
-		defer s.leave()
-		defer release()
-		s.serveConn(c)
-	}()
-}
-
-// serveConn runs an upgraded connection until it ends.
-func (s *Server) serveConn(c *conn) {
-	c.serve()
-	s.untrack(c)
-	if c.session != nil {
-		// The session lost this connection (or was taken over or ended):
-		// the room API shows whether it waits to resume.
-		s.hub.reportDetached(c.session)
-	}
+	go c.serve(func() {
+		s.untrack(c)
+		if c.session != nil {
+			// The session lost this connection (or was taken over or
+			// ended): the room API shows whether it waits to resume.
+			s.hub.reportDetached(c.session)
+		}
+		release()
+		s.leave()
+	})
 }
 
 // API is the room API's http.Handler, to mount at /api/ (docs/protocol.md,

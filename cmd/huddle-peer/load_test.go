@@ -35,13 +35,13 @@ func runLoadJSON(t *testing.T, args ...string) (int, map[string]any, string) {
 }
 
 // TestLoadSmoke is the CI smoke run: 200 peers (100 in calls, 100 idle)
-// for a few seconds. It fails on any error or lost message, never on
+// messaging for 5 s. It fails on any error or lost message, never on
 // timings.
 func TestLoadSmoke(t *testing.T) {
 	t.Parallel()
 	node := loadNode(t)
 	code, res, out := runLoadJSON(t, "--url", node.WSURL(), "--rooms", "50", "--peers-per-room", "2",
-		"--rate", "20", "--idle", "100", "--ramp", "1s", "--duration", "3s", "--settle", "0s",
+		"--rate", "20", "--idle", "100", "--ramp", "1s", "--duration", "5s", "--settle", "0s",
 		"--metrics", node.MetricsURL(), "--progress", "1s")
 	if code != exitOK || res["ok"] != true {
 		t.Fatalf("load: exit %d\n%s", code, out)
