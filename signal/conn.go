@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -615,11 +616,13 @@ func (c *conn) writeLoop() {
 		if job.ping {
 			c.writeDeadline = time.Now().Add(cfg.WriteTimeout)
 			if err := c.ws.WriteControl(websocket.PingMessage, nil, c.writeDeadline); err != nil {
+				c.requeue(job.frames)
 				c.abort(err)
 				return
 			}
 		}
-		if err := c.writeFrames(job.frames); err != nil {
+		if written, err := c.writeFrames(job.frames); err != nil {
+			c.requeue(job.frames[written:])
 			c.abort(err)
 			return
 		}
@@ -638,9 +641,10 @@ func (c *conn) writeLoop() {
 // by hand into one buffer and one write (a writer that falls behind then
 // catches up with fewer system calls); with it, through gorilla, which
 // compresses each.
-func (c *conn) writeFrames(frames []outFrame) error {
+// On an error, written is how many frames went out whole.
+func (c *conn) writeFrames(frames []outFrame) (written int, err error) {
 	if len(frames) == 0 {
-		return nil
+		return 0, nil
 	}
 	cfg := &c.hub.cfg
 	// Every write has a deadline between half a WriteTimeout and a whole
@@ -654,25 +658,34 @@ func (c *conn) writeFrames(frames []outFrame) error {
 		_ = c.ws.SetWriteDeadline(c.writeDeadline)
 		_ = c.ws.NetConn().SetWriteDeadline(c.writeDeadline)
 	}
-	var err error
 	if cfg.Compression {
-		for _, f := range frames {
+		for i, f := range frames {
 			if err = c.ws.WriteMessage(websocket.TextMessage, f.data); err != nil {
-				return err
+				return i, err
 			}
 		}
-	} else {
-		err = writeTextFrames(c.ws.NetConn(), frames)
-	}
-	if err != nil {
-		return err
+	} else if written, err = writeTextFrames(c.ws.NetConn(), frames); err != nil {
+		return written, err
 	}
 	for _, f := range frames {
 		if !f.readAt.IsZero() {
 			c.hub.metrics.relayLatency.Observe(time.Since(f.readAt).Seconds())
 		}
 	}
-	return nil
+	return len(frames), nil
+}
+
+// requeue puts the frames a failed write did not write back at the head of
+// the queue, where the session takes them back (unsent) when it detaches:
+// a peer that resumes gets them. Frames the kernel took before the
+// connection died are lost (the protocol has no acknowledgements).
+func (c *conn) requeue(frames []outFrame) {
+	if len(frames) == 0 {
+		return
+	}
+	c.mu.Lock()
+	c.queue = append(slices.Clone(frames), c.queue...)
+	c.mu.Unlock()
 }
 
 // abort drops a connection the writer cannot write to; the reader then ends.

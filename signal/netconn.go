@@ -132,17 +132,21 @@ var batchBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); retur
 // (RFC 6455 section 5.2), as many per write as fit in maxWriteBatch. Only
 // the connection's writer calls it; gorilla's own control frames (a pong,
 // the echo of a close) are single writes too, and net.Conn never
-// interleaves two writes.
-func writeTextFrames(nc net.Conn, frames []outFrame) error {
+// interleaves two writes. On an error, written is how many frames went
+// out whole.
+func writeTextFrames(nc net.Conn, frames []outFrame) (written int, err error) {
 	bp := batchBuffers.Get().(*[]byte)
 	b := (*bp)[:0]
-	var err error
+	first := 0 // the batch's first frame
 	for i, f := range frames {
 		b = appendTextFrame(b, f.data)
 		if len(b) >= maxWriteBatch || i == len(frames)-1 {
-			if _, err = nc.Write(b); err != nil {
+			var n int
+			if n, err = nc.Write(b); err != nil {
+				written = first + wholeFrames(frames[first:i+1], n)
 				break
 			}
+			written, first = i+1, i+1
 			b = b[:0]
 		}
 	}
@@ -150,7 +154,29 @@ func writeTextFrames(nc net.Conn, frames []outFrame) error {
 		*bp = b[:0]
 		batchBuffers.Put(bp)
 	}
-	return err
+	return written, err
+}
+
+// wholeFrames counts the frames whose every byte is within the first n
+// bytes of their batch.
+func wholeFrames(frames []outFrame, n int) int {
+	for i, f := range frames {
+		if n -= frameSize(len(f.data)); n < 0 {
+			return i
+		}
+	}
+	return len(frames)
+}
+
+// frameSize is the size on the wire of a text frame of payload bytes.
+func frameSize(payload int) int {
+	switch {
+	case payload < 126:
+		return 2 + payload
+	case payload <= 0xFFFF:
+		return 4 + payload
+	}
+	return 10 + payload
 }
 
 // appendTextFrame appends one final text frame carrying payload.

@@ -21,7 +21,8 @@ func TestWriteTextFrames(t *testing.T) {
 	server, client := net.Pipe()
 	errc := make(chan error, 1)
 	go func() {
-		errc <- writeTextFrames(server, frames)
+		_, err := writeTextFrames(server, frames)
+		errc <- err
 		_ = server.Close()
 	}()
 	for i, f := range frames {
@@ -68,4 +69,35 @@ func readTextFrame(r io.Reader) ([]byte, error) {
 	p := make([]byte, n)
 	_, err := io.ReadFull(r, p)
 	return p, err
+}
+
+// TestWriteTextFramesCountsWhole: when the connection fails mid-batch, the
+// writer learns how many frames went out whole, so that it can give the
+// others back to the session.
+func TestWriteTextFramesCountsWhole(t *testing.T) {
+	t.Parallel()
+	frames := []outFrame{
+		{data: bytes.Repeat([]byte("a"), 10)},  // 12 bytes framed
+		{data: bytes.Repeat([]byte("b"), 200)}, // 204
+		{data: bytes.Repeat([]byte("c"), 300)}, // 304
+	}
+	server, client := net.Pipe()
+	type result struct {
+		written int
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := writeTextFrames(server, frames)
+		done <- result{n, err}
+	}()
+	if _, err := io.ReadFull(client, make([]byte, 12+204+3)); err != nil {
+		t.Fatal(err)
+	}
+	_ = client.Close()
+	r := <-done
+	if r.err == nil || r.written != 2 {
+		t.Errorf("written %d, err %v; want 2 and an error", r.written, r.err)
+	}
+	_ = server.Close()
 }
