@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -47,13 +46,19 @@ func BenchmarkRelay(b *testing.B) {
 			binary.BigEndian.PutUint16(frame[0:2], 0x4000)
 			binary.BigEndian.PutUint16(frame[2:4], benchPayload)
 
-			send := func() { _, _ = c.conn.WriteTo(frame, c.server) }
-			to := peer
+			// The client's side allocates nothing, so allocs/op are the
+			// server's.
+			clientConn, peerConn := c.conn.(*net.UDPConn), peer.(*net.UDPConn)
+			server := c.server.(*net.UDPAddr).AddrPort()
+			send := func() { _, _ = clientConn.WriteToUDPAddrPort(frame, server) }
+			to := peerConn
 			if dir == "peer-to-client" {
-				send = func() { _, _ = peer.WriteTo(frame[4:], relay) }
-				to = c.conn
+				relayAP := relay.AddrPort()
+				send = func() { _, _ = peerConn.WriteToUDPAddrPort(frame[4:], relayAP) }
+				to = clientConn
 			}
 			b.SetBytes(benchPayload)
+			b.ReportAllocs()
 			b.ResetTimer()
 			start := time.Now()
 			lost := relayBatches(b, b.N, send, to)
@@ -69,7 +74,7 @@ func BenchmarkRelay(b *testing.B) {
 
 // relayBatches sends n packets in windows of benchWindow, reading each
 // window back from to before the next, and returns how many were lost.
-func relayBatches(b *testing.B, n int, send func(), to net.PacketConn) int {
+func relayBatches(b *testing.B, n int, send func(), to *net.UDPConn) int {
 	buf := make([]byte, 2048)
 	lost := 0
 	for sent := 0; sent < n; {
@@ -80,7 +85,7 @@ func relayBatches(b *testing.B, n int, send func(), to net.PacketConn) int {
 		sent += batch
 		_ = to.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 		for got := 0; got < batch; got++ {
-			if _, _, err := to.ReadFrom(buf); err != nil {
+			if _, _, err := to.ReadFromUDPAddrPort(buf); err != nil {
 				var ne net.Error
 				if !errors.As(err, &ne) || !ne.Timeout() {
 					b.Fatal(err)
@@ -97,15 +102,20 @@ func relayBatches(b *testing.B, n int, send func(), to net.PacketConn) int {
 // messages each, message size, send interval (ms), channels, no RTCP.
 var uclientBenchFlags = []string{"-m", "20", "-n", "1000", "-l", "1000", "-z", "2", "-c"}
 
+// BenchmarkUclient runs each server as its own process, so that the CPU
+// time counted is the server's alone, not the echo peer's or the test's
+// (scripts/bench-turn.sh pins both to a core and fixes the offered rate).
 func BenchmarkUclient(b *testing.B) {
 	b.Run("huddle", func(b *testing.B) {
-		cfg := testConfig()
-		allowLoopback(&cfg)
-		cfg.MaxAllocations = 1000 // uclient's clients share one credential
-		s := startServer(b, cfg)
+		port := freeUDPPort(b)
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), benchServerEnv+"="+strconv.Itoa(port))
+		startProcess(b, cmd)
+		waitSTUN(b, port)
 		peerPort := startEchoPeer(b)
-		username, password := mustMint(s, "bench")
-		runUclientBench(b, s.udpAddr().Port, peerPort, username, password, selfCPU)
+		creds := newCredentials(testSecret, time.Hour, time.Now)
+		username, password := creds.mint("bench")
+		runUclientBench(b, port, peerPort, username, password, func() time.Duration { return processCPU(cmd.Process.Pid) })
 	})
 	b.Run("coturn", func(b *testing.B) {
 		bin := requireTool(b, "turnserver")
@@ -166,13 +176,24 @@ func waitSTUN(b *testing.B, port int) {
 	b.Fatalf("no STUN answer on port %d", port)
 }
 
-// selfCPU is this process's CPU time (the in-process server's, here).
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+// benchServerEnv makes the test binary a TURN server on 127.0.0.1 at the
+// port it holds (BenchmarkUclient's), until it is killed.
+const benchServerEnv = "HUDDLE_TURN_BENCH_SERVER_PORT"
+
+func runBenchServer(port string) int {
+	cfg := testConfig()
+	allowLoopback(&cfg)
+	cfg.Addr = "127.0.0.1:" + port
+	cfg.MaxAllocations = 1000 // uclient's clients share one credential
+	ln, err := Listen(cfg)
+	if err == nil {
+		_, err = NewServer(cfg, ln, nil)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	select {} // until killed
 }
 
 // processCPU is another process's CPU time, from /proc.

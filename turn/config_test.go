@@ -85,7 +85,7 @@ func TestConfigValidate(t *testing.T) {
 		{"external TURN without secret", func(c *Config) { c.TURNURLs = []string{"turn:x:3478"} }, "HUDDLE_TURN_SECRET"},
 		{"zero TTL", func(c *Config) { c.CredentialTTL = 0 }, "HUDDLE_TURN_CREDENTIAL_TTL"},
 		{"zero quota", func(c *Config) { c.MaxAllocations = 0 }, "HUDDLE_TURN_MAX_ALLOCATIONS"},
-		{"no sockets", func(c *Config) { c.UDPSockets = 0 }, "HUDDLE_TURN_UDP_SOCKETS"},
+		{"negative sockets", func(c *Config) { c.UDPSockets = -1 }, "HUDDLE_TURN_UDP_SOCKETS"},
 		{"bad allow", func(c *Config) { c.AllowPeers = []string{"10.0.0.0/33"} }, "HUDDLE_TURN_ALLOW_PEERS"},
 		{"bad deny", func(c *Config) { c.DenyPeers = []string{"localhost"} }, "HUDDLE_TURN_DENY_PEERS"},
 		{"STUN URL scheme", func(c *Config) { c.STUNURLs = []string{"turn:x"} }, "HUDDLE_STUN_URLS"},

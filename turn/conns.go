@@ -23,10 +23,13 @@ const (
 	tcpWriteTimeout = 10 * time.Second
 )
 
-// serverPacketConn is a UDP listener socket: it counts pion's read loop and
+// serverPacketConn is a UDP listener socket: it counts pion's read loop,
+// relays the ChannelData of known channels itself (fastpath.go), and
 // rate-limits the 401/438 answers written on it.
 type serverPacketConn struct {
 	net.PacketConn
+	udp        *net.UDPConn // PacketConn, if it is one: the fast path needs it
+	fast       *fastPath
 	wg         *sync.WaitGroup
 	challenges *challengeLimiter
 	readDone   sync.Once
@@ -34,11 +37,23 @@ type serverPacketConn struct {
 
 // ReadFrom ends pion's read loop on the first error; the loop is done then.
 func (c *serverPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	n, addr, err := c.PacketConn.ReadFrom(p)
-	if err != nil {
-		c.readDone.Do(c.wg.Done)
+	if c.udp == nil {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err != nil {
+			c.readDone.Do(c.wg.Done)
+		}
+		return n, addr, err
 	}
-	return n, addr, err
+	for {
+		n, ap, err := c.udp.ReadFromUDPAddrPort(p)
+		if err != nil {
+			c.readDone.Do(c.wg.Done)
+			return n, nil, err
+		}
+		if !c.fast.fromClient(p[:n], ap) {
+			return n, net.UDPAddrFromAddrPort(ap), nil
+		}
+	}
 }
 
 // WriteTo drops a 401/438 answer over the per-address rate, as if lost.

@@ -19,6 +19,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if port := os.Getenv(benchServerEnv); port != "" {
+		os.Exit(runBenchServer(port)) // BenchmarkUclient's server process
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -27,13 +27,19 @@ type ICE struct {
 type Option func(*options)
 
 type options struct {
-	now func() time.Time
+	now             func() time.Time
+	channelLifetime time.Duration // 0: pion's default, 10 minutes
 }
 
 // WithClock makes credentials minted and checked against now instead of the
 // wall clock (for tests of expiry).
 func WithClock(now func() time.Time) Option {
 	return func(o *options) { o.now = now }
+}
+
+// withChannelLifetime shortens channel bindings (for tests of their expiry).
+func withChannelLifetime(d time.Duration) Option {
+	return func(o *options) { o.channelLifetime = d }
 }
 
 func buildOptions(opts []Option) options {

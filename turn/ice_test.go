@@ -151,6 +151,25 @@ func TestListenSamePort(t *testing.T) {
 	}
 }
 
+// TestListenDefaultSockets: 0 sockets means the automatic count, two or
+// more on Linux.
+func TestListenDefaultSockets(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.UDPSockets = 0
+	ln, err := Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if len(ln.UDP) != DefaultUDPSockets() {
+		t.Errorf("%d UDP sockets, want %d", len(ln.UDP), DefaultUDPSockets())
+	}
+	if reusePortSupported && len(ln.UDP) < 2 {
+		t.Errorf("%d UDP sockets by default on Linux, want at least 2", len(ln.UDP))
+	}
+}
+
 // With several SO_REUSEPORT sockets the kernel spreads clients across them;
 // each allocation stays on its socket, and all of them relay.
 func TestReusePortSockets(t *testing.T) {

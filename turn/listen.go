@@ -1,6 +1,7 @@
 package turn
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -47,7 +48,7 @@ func Listen(cfg Config) (*Listeners, error) {
 	}
 	var l *Listeners
 	for try := 0; ; try++ {
-		l, err = listenPair(host, port, max(cfg.UDPSockets, 1))
+		l, err = listenPair(host, port, cmp.Or(cfg.UDPSockets, DefaultUDPSockets()))
 		if err == nil || port != "0" || try == portRetries || !errors.Is(err, syscall.EADDRINUSE) {
 			break
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ type relayAllocator struct {
 	denied           *atomic.Uint64 // packets dropped by the policy
 	traffic          traffic        // what the relays carried
 	wg               *sync.WaitGroup
+	fast             *fastPath
 
 	mu     sync.Mutex
 	closed bool
@@ -75,6 +77,7 @@ func (r *relayAllocator) bindPort(network string, port uint16) (net.PacketConn, 
 		return nil, nil, err
 	}
 	c := &relayConn{PacketConn: pc, r: r, port: port}
+	c.udp, _ = pc.(*net.UDPConn)
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -124,6 +127,17 @@ func (r *relayAllocator) close() {
 	}
 }
 
+// conn returns the live relay socket of relayAddr, or nil.
+func (r *relayAllocator) conn(relayAddr net.Addr) *relayConn {
+	ua, ok := relayAddr.(*net.UDPAddr)
+	if !ok || ua.Port <= 0 || ua.Port > 65535 {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.conns[uint16(ua.Port)]
+}
+
 func (r *relayAllocator) forget(c *relayConn) {
 	r.mu.Lock()
 	if r.conns[c.port] == c {
@@ -135,7 +149,13 @@ func (r *relayAllocator) forget(c *relayConn) {
 // permit applies the policy's per-packet port rule.
 func (r *relayAllocator) permit(addr net.Addr) bool {
 	ua, ok := addr.(*net.UDPAddr)
-	if ok && r.policy.permitAddr(ua.AddrPort()) {
+	return r.permitAddrPort(ok, ua.AddrPort())
+}
+
+// permitAddrPort is permit for an address already parsed (ok false: not a
+// UDP address, refused).
+func (r *relayAllocator) permitAddrPort(ok bool, ap netip.AddrPort) bool {
+	if ok && r.policy.permitAddr(ap) {
 		return true
 	}
 	r.denied.Add(1)
@@ -153,22 +173,55 @@ type traffic struct {
 // client's read loop.
 type relayConn struct {
 	net.PacketConn
+	udp  *net.UDPConn // PacketConn, for the allocation-free calls
 	r    *relayAllocator
 	port uint16
+	fast fastRef // the allocation's fast path; nil over TCP
+
+	// buf is the read buffer of pion's reader (the only one): the data at
+	// buf[4:], room for a ChannelData header in front.
+	buf []byte
 
 	reading   atomic.Bool // pion's reader is counted in r.wg
 	closeOnce sync.Once
 }
 
-// ReadFrom drops packets the policy refuses, so they never reach the client.
+// ReadFrom drops packets the policy refuses, so they never reach the client,
+// and sends those of a bound channel to the client itself (fastpath.go);
+// pion gets the others (Data indications, refusals).
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	if c.udp == nil {
+		return c.readSlow(p)
+	}
+	if len(c.buf) < 4+len(p) {
+		c.buf = make([]byte, 4+len(p))
+	}
+	for {
+		n, ap, err := c.udp.ReadFromUDPAddrPort(c.buf[4 : 4+len(p)])
+		if err != nil {
+			c.readEnded()
+			return n, nil, err
+		}
+		ap = unmapAP(ap)
+		if !c.r.permitAddrPort(true, ap) {
+			continue
+		}
+		c.r.traffic.packetsToClient.Add(1)
+		c.r.traffic.bytesToClient.Add(uint64(n)) //nolint:gosec // n >= 0
+		if fa := c.fast.Load(); fa != nil && fa.toClient(c.buf, n, ap) {
+			continue
+		}
+		copy(p, c.buf[4:4+n])
+		return n, net.UDPAddrFromAddrPort(ap), nil
+	}
+}
+
+// readSlow is ReadFrom for a socket that is not a *net.UDPConn.
+func (c *relayConn) readSlow(p []byte) (int, net.Addr, error) {
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(p)
 		if err != nil {
-			// Pion's reader returns on the first error.
-			if c.reading.CompareAndSwap(true, false) {
-				c.r.wg.Done()
-			}
+			c.readEnded()
 			return n, addr, err
 		}
 		if c.r.permit(addr) {
@@ -179,23 +232,47 @@ func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 }
 
+// readEnded counts pion's reader done: it returns on the first error.
+func (c *relayConn) readEnded() {
+	if c.reading.CompareAndSwap(true, false) {
+		c.r.wg.Done()
+	}
+}
+
 // WriteTo refuses peers the policy refuses.
 func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if !c.r.permit(addr) {
 		return 0, errPeerDenied
 	}
 	n, err := c.PacketConn.WriteTo(p, addr)
+	c.countToPeer(n, err)
+	return n, err
+}
+
+// writeToPeer is WriteTo for the fast path, which has a parsed address.
+func (c *relayConn) writeToPeer(p []byte, peer netip.AddrPort) error {
+	if !c.r.permitAddrPort(true, peer) {
+		return errPeerDenied
+	}
+	n, err := c.udp.WriteToUDPAddrPort(p, peer)
+	c.countToPeer(n, err)
+	return err
+}
+
+func (c *relayConn) countToPeer(n int, err error) {
 	if err == nil {
 		c.r.traffic.packetsToPeer.Add(1)
 		c.r.traffic.bytesToPeer.Add(uint64(n)) //nolint:gosec // n >= 0
 	}
-	return n, err
 }
 
 // Close is idempotent: both pion and Server.Close may close a relay.
 func (c *relayConn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
+		if fa := c.fast.Swap(nil); fa != nil {
+			c.r.fast.remove(fa)
+		}
 		c.r.forget(c)
 		err = c.PacketConn.Close()
 	})

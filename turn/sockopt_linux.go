@@ -9,6 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// reusePortSupported: several UDP sockets may share the TURN port.
+const reusePortSupported = true
+
 // reusePort sets SO_REUSEPORT so several sockets can share one port.
 func reusePort(_, _ string, c syscall.RawConn) error {
 	var sockErr error

@@ -8,6 +8,9 @@ import (
 	"syscall"
 )
 
+// reusePortSupported: one UDP socket only (Config.UDPSockets).
+const reusePortSupported = false
+
 func reusePort(string, string, syscall.RawConn) error {
 	return errors.New("SO_REUSEPORT sockets are supported on Linux only")
 }

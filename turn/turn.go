@@ -34,6 +34,7 @@ type Server struct {
 	creds      *credentials
 	gate       *gate
 	relays     *relayAllocator
+	fast       *fastPath
 	challenges *challengeLimiter
 	urls       []string
 	udpConns   []*serverPacketConn
@@ -106,10 +107,11 @@ func newServer(cfg Config, ln *Listeners, logger *slog.Logger, opts []Option) (*
 		log:        logger,
 		creds:      newCredentials(secret, cfg.CredentialTTL, o.now),
 		challenges: newChallengeLimiter(),
+		fast:       newFastPath(),
 	}
 	s.gate, s.relays = s.newGateAndRelays(cfg, relayIP)
 	s.urls = bundledURLs(cfg, relayIP, ln)
-	if err := s.start(cfg, ln); err != nil {
+	if err := s.start(cfg, ln, o); err != nil {
 		return nil, err
 	}
 	s.reportBuffers(ln.UDP)
@@ -132,22 +134,24 @@ func (s *Server) newGateAndRelays(cfg Config, relayIP netip.Addr) (*gate, *relay
 		policy:     pol,
 		denied:     new(atomic.Uint64),
 		wg:         &s.wg,
+		fast:       s.fast,
 		conns:      make(map[uint16]*relayConn),
 	}
 	return g, r
 }
 
 // start hands the sockets to pion, which starts one goroutine per socket.
-func (s *Server) start(cfg Config, ln *Listeners) error {
+func (s *Server) start(cfg Config, ln *Listeners, o options) error {
 	pcfg := pionturn.ServerConfig{
-		Realm:         cfg.Realm,
-		AuthHandler:   s.gate.authHandler,
-		QuotaHandler:  s.gate.quotaHandler,
-		EventHandler:  s.events(),
-		LoggerFactory: newPionLogs(s.log),
+		Realm:              cfg.Realm,
+		ChannelBindTimeout: o.channelLifetime,
+		AuthHandler:        s.gate.authHandler,
+		QuotaHandler:       s.gate.quotaHandler,
+		LoggerFactory:      newPionLogs(s.log),
 	}
 	for _, pc := range ln.UDP {
-		spc := &serverPacketConn{PacketConn: pc, wg: &s.wg, challenges: s.challenges}
+		spc := &serverPacketConn{PacketConn: pc, fast: s.fast, wg: &s.wg, challenges: s.challenges}
+		spc.udp, _ = pc.(*net.UDPConn)
 		s.udpConns = append(s.udpConns, spc)
 		pcfg.PacketConnConfigs = append(pcfg.PacketConnConfigs, pionturn.PacketConnConfig{
 			PacketConn:            spc,
@@ -155,6 +159,7 @@ func (s *Server) start(cfg Config, ln *Listeners) error {
 			PermissionHandler:     s.gate.permissionHandler,
 		})
 	}
+	pcfg.EventHandler = s.events()
 	for _, l := range []net.Listener{ln.TCP, ln.TLS} {
 		if l == nil {
 			continue
@@ -180,15 +185,19 @@ func (s *Server) start(cfg Config, ln *Listeners) error {
 
 func (s *Server) events() pionturn.EventHandler {
 	g := s.gate
+	// The fast path answers clients on the first listener socket: all share
+	// one address (SO_REUSEPORT), so the client cannot tell them apart.
+	fe := fastEvents{fast: s.fast, relays: s.relays, out: s.udpConns[0].udp}
 	return pionturn.EventHandler{
 		OnAuth: func(src, _ net.Addr, _, username, _, _ string, verdict bool) {
 			if !verdict {
 				g.fail("integrity", username, src)
 			}
 		},
-		OnAllocationCreated: func(src, _ net.Addr, _, username, _ string, relayAddr net.Addr, _ int) {
+		OnAllocationCreated: func(src, _ net.Addr, protocol, username, _ string, relayAddr net.Addr, _ int) {
 			g.allocationCreated(src, username)
 			s.relays.started(relayAddr)
+			fe.allocationCreated(protocol, src, relayAddr)
 		},
 		OnAllocationDeleted: func(src, _ net.Addr, _, username, _ string) {
 			g.allocationDeleted(src, username)
@@ -196,11 +205,19 @@ func (s *Server) events() pionturn.EventHandler {
 		OnAllocationError: func(src, _ net.Addr, _, _ string) {
 			g.allocationFailed(src)
 		},
-		OnPermissionCreated: func(src, _ net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
+		OnPermissionCreated: func(src, _ net.Addr, _, _, _ string, relayAddr net.Addr, peer net.IP) {
 			g.permissionCreated(src, peer)
+			fe.permissionCreated(relayAddr, peer)
 		},
-		OnPermissionDeleted: func(src, _ net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
+		OnPermissionDeleted: func(src, _ net.Addr, _, _, _ string, relayAddr net.Addr, peer net.IP) {
 			g.permissionDeleted(src, peer)
+			fe.permissionDeleted(relayAddr, peer)
+		},
+		OnChannelCreated: func(_, _ net.Addr, _, _, _ string, relayAddr, peer net.Addr, number uint16) {
+			fe.channelCreated(relayAddr, peer, number)
+		},
+		OnChannelDeleted: func(_, _ net.Addr, _, _, _ string, relayAddr, _ net.Addr, number uint16) {
+			fe.channelDeleted(relayAddr, number)
 		},
 	}
 }
