@@ -126,7 +126,11 @@ uclient() {
 run() {
 	before=$(cpu_ticks "$server_pid")
 	ld0=$(port_drops "$port") pd0=$(port_drops "$PEER_PORT") ad0=$(all_drops)
-	uclient "$2"
+	if ! uclient "$2"; then
+		echo "  $1 $2: turnutils_uclient failed; its last lines:" >&2
+		tail -5 "$work/uclient.log" >&2
+		return 0
+	fi
 	after=$(cpu_ticks "$server_pid")
 	ld=$(($(port_drops "$port") - ld0)) pd=$(($(port_drops "$PEER_PORT") - pd0)) ad=$(($(all_drops) - ad0))
 	echo "  $1 $2: receive-buffer drops: server listener $ld, echo peer $pd, others (relays, clients) $((ad - ld - pd))" >&2
