@@ -75,6 +75,9 @@ type conn struct {
 	nextPing    time.Time
 	joinBy      time.Time // the join deadline (4008)
 	waiting     bool      // the reader waits in waitReadable
+	pongDue     bool      // the writer must answer the client's ping
+	pongData    string    // the payload of the client's last ping
+	readBy      time.Time // the read deadline the connection keeps (the close handshake's); zero: none
 	kicked      bool      // tick has woken the waiting reader to park
 
 	writers sync.WaitGroup // the writer goroutine, when one runs
@@ -126,6 +129,11 @@ func (c *conn) serve(done func()) {
 		c.lastRead.Store(time.Now().UnixNano())
 		return nil
 	})
+	// gorilla's own ping handler writes the pong from the reader with a
+	// 1 s socket deadline of its own, under the writer's frames: the
+	// writer answers instead, so that one goroutine owns every write and
+	// its deadline.
+	c.ws.SetPingHandler(c.queuePong)
 	now := time.Now()
 	c.lastRead.Store(now.UnixNano())
 	c.lastMsg.Store(now.UnixNano())
@@ -542,10 +550,25 @@ func (c *conn) isClosing() bool {
 // slice is let go rather than held by an idle connection.
 const maxSpare = 16
 
+// queuePong asks the writer to answer a client's ping (only the last
+// one, as RFC 6455 allows). It runs on the reader, inside gorilla's read.
+func (c *conn) queuePong(data string) error {
+	c.lastRead.Store(time.Now().UnixNano())
+	c.mu.Lock()
+	if !c.closing {
+		c.pongDue, c.pongData = true, data
+		c.startWriterLocked()
+	}
+	c.mu.Unlock()
+	return nil
+}
+
 // writeJob is what take hands the writer.
 type writeJob struct {
 	frames  []outFrame
 	ping    bool
+	pong    bool
+	pongMsg string
 	closing bool
 	code    int
 	reason  string
@@ -579,10 +602,11 @@ func (c *conn) take(done []outFrame) (job writeJob, ok bool) {
 				job.frames, c.queue = c.queue, nil
 			}
 			return job, true
-		case len(c.queue) > 0 || c.pingDue:
+		case len(c.queue) > 0 || c.pingDue || c.pongDue:
 			job.frames, job.ping = c.queue, c.pingDue
+			job.pong, job.pongMsg = c.pongDue, c.pongData
 			c.queue, c.spare = c.spare, nil
-			c.pingDue = false
+			c.pingDue, c.pongDue, c.pongData = false, false, ""
 			c.limit = c.hub.cfg.SendQueue
 			c.linger = len(job.frames) > 0
 			return job, true
@@ -613,9 +637,17 @@ func (c *conn) writeLoop() {
 		if !ok {
 			return
 		}
-		if job.ping {
+		for _, ctl := range [...]struct {
+			due  bool
+			kind int
+			data string
+		}{{job.pong, websocket.PongMessage, job.pongMsg}, {job.ping, websocket.PingMessage, ""}} {
+			if !ctl.due {
+				continue
+			}
+			// WriteControl sets the socket's write deadline: this one.
 			c.writeDeadline = time.Now().Add(cfg.WriteTimeout)
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, c.writeDeadline); err != nil {
+			if err := c.ws.WriteControl(ctl.kind, []byte(ctl.data), c.writeDeadline); err != nil {
 				c.requeue(job.frames)
 				c.abort(err)
 				return
@@ -629,8 +661,12 @@ func (c *conn) writeLoop() {
 		if job.closing {
 			msg := websocket.FormatCloseMessage(job.code, truncateReason(job.reason))
 			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeWait))
-			// The reader ends when the client answers, or at this deadline.
-			_ = c.ws.SetReadDeadline(time.Now().Add(closeWait))
+			// The reader ends when the client answers, or at this deadline,
+			// which a reader woken to park restores (waitReadable).
+			c.mu.Lock()
+			c.readBy = time.Now().Add(closeWait)
+			_ = c.ws.SetReadDeadline(c.readBy)
+			c.mu.Unlock()
 			return
 		}
 		done = job.frames

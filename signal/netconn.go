@@ -72,10 +72,14 @@ func (c *conn) waitReadable() (park bool) {
 			c.mu.Lock()
 			c.waiting = false
 			park, c.kicked = c.kicked, false
+			if park {
+				// tick's deadline, which woke the wait, must not fail a
+				// read: back to the connection's own (none, or the close
+				// handshake's), under c.mu like the writer's setting it.
+				_ = c.ws.NetConn().SetReadDeadline(c.readBy)
+			}
 			c.mu.Unlock()
 			if park {
-				// tick's deadline, which woke the wait, must not fail a read.
-				_ = c.ws.NetConn().SetReadDeadline(time.Time{})
 				return true
 			}
 		}

@@ -3,6 +3,8 @@ package signal_test
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net"
 	"runtime/pprof"
 	"testing"
 	"time"
@@ -67,5 +69,41 @@ func waitParked(t *testing.T, n int) {
 			t.Fatalf("%d readers parked after 10 s, want %d:\n%s", parked, n, buf.String())
 		}
 		time.Sleep(20 * time.Millisecond) // polling the goroutine profile
+	}
+}
+
+// TestCloseWaitSurvivesParking: a connection closed as its reader is woken
+// to park still ends at the close handshake's deadline when the client
+// never answers. The join deadline is the parking delay here, so that the
+// 4008 and the wake-up come together; the reader used to clear the close
+// handshake's read deadline and park, and the connection stayed open.
+func TestCloseWaitSurvivesParking(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, testConfig(func(c *signal.Config) {
+		c.JoinTimeout = time.Second // parkAfter
+	}), signal.Options{})
+	addr := h.ts.Listener.Addr().String()
+	var conns []net.Conn
+	for range 4 {
+		c, err := net.DialTimeout("tcp", addr, wait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(wait))
+		req := "GET /ws HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: huddle.v1\r\n\r\n"
+		if err := readUntil(c, []byte(req), []byte("\r\n\r\n")); err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		conns = append(conns, c)
+	}
+	// No join, and the close frame is read but never answered: the server
+	// ends each connection 1 s (join) + 2 s (close wait) after it opened.
+	for i, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(8 * time.Second))
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Fatalf("connection %d: the server did not end it: %v", i, err)
+		}
 	}
 }
