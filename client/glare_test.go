@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/huddle-rtc/huddle/client"
+	"github.com/huddle-rtc/huddle/internal/apptest"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 )
@@ -54,7 +55,7 @@ func TestGlareEndsConnected(t *testing.T) {
 	var collisions atomic.Int64
 	opts := func(name string) client.Options {
 		o := fastOptions(t, name)
-		o.Logger = slog.New(collisionCounter{slog.NewTextHandler(testOutput(t), &slog.HandlerOptions{Level: slog.LevelDebug}), &collisions}).With("client", name)
+		o.Logger = slog.New(collisionCounter{slog.NewTextHandler(apptest.Output(t), &slog.HandlerOptions{Level: slog.LevelDebug}), &collisions}).With("client", name)
 		return o
 	}
 	a := joinPeer(t, node.WSURL(), "glare", opts("a"))

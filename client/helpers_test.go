@@ -3,7 +3,6 @@ package client_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"sync"
@@ -48,38 +47,7 @@ func testLevel() slog.Level {
 }
 
 func testLogger(t testing.TB, name string) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testOutput(t), &slog.HandlerOptions{Level: testLevel()})).With("client", name)
-}
-
-// testOutput is the test's output until the test ends, then nothing: pion
-// leaves a few goroutines that log a last warning shortly after Close (a
-// TURN channel bind failing on the closed allocation, for one), and a write
-// to a finished test's output panics.
-func testOutput(t testing.TB) io.Writer {
-	w := &endingWriter{w: t.Output()}
-	t.Cleanup(w.end)
-	return w
-}
-
-type endingWriter struct {
-	mu    sync.Mutex
-	w     io.Writer
-	ended bool
-}
-
-func (e *endingWriter) Write(p []byte) (int, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.ended {
-		return len(p), nil
-	}
-	return e.w.Write(p)
-}
-
-func (e *endingWriter) end() {
-	e.mu.Lock()
-	e.ended = true
-	e.mu.Unlock()
+	return slog.New(slog.NewTextHandler(apptest.Output(t), &slog.HandlerOptions{Level: testLevel()})).With("client", name)
 }
 
 // fastOptions are test options: quick reconnection, logs to the test.

@@ -260,6 +260,24 @@ func memNow(goroutines int) memSample {
 // idleJoin opens a bare WebSocket to the hub at addr, joins room and
 // returns once welcome came, leaving the connection idle.
 func idleJoin(addr, room string) (net.Conn, error) {
+	c, err := bareUpgrade(addr)
+	if err != nil {
+		return nil, err
+	}
+	join := []byte(`{"type":"join","room":"` + room + `"}`)
+	frame := append([]byte{0x81, 0x80 | byte(len(join)), 0, 0, 0, 0}, join...) // masked with a zero key
+	if err := readUntil(c, frame, []byte(`"welcome"`)); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("join: %w", err)
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// bareUpgrade opens a WebSocket connection by hand, without a client
+// library: the caller reads and writes frames on the TCP connection, under
+// a deadline wait away.
+func bareUpgrade(addr string) (net.Conn, error) {
 	c, err := net.DialTimeout("tcp", addr, wait)
 	if err != nil {
 		return nil, err
@@ -271,13 +289,6 @@ func idleJoin(addr, room string) (net.Conn, error) {
 		_ = c.Close()
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
-	join := []byte(`{"type":"join","room":"` + room + `"}`)
-	frame := append([]byte{0x81, 0x80 | byte(len(join)), 0, 0, 0, 0}, join...) // masked with a zero key
-	if err := readUntil(c, frame, []byte(`"welcome"`)); err != nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("join: %w", err)
-	}
-	_ = c.SetDeadline(time.Time{})
 	return c, nil
 }
 

@@ -2,76 +2,14 @@ package signal_test
 
 import (
 	"context"
-	"net"
-	"os"
-	"os/exec"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/huddle-rtc/huddle/internal/redistest"
 	"github.com/huddle-rtc/huddle/signal"
 	"github.com/huddle-rtc/huddle/signal/wire"
 )
-
-// privateRedis is a redis-server of the test's own, on a free port,
-// without persistence: stopping it loses every key, as a crash would.
-type privateRedis struct {
-	t    *testing.T
-	port int
-	cmd  *exec.Cmd
-}
-
-func startPrivateRedis(t *testing.T) *privateRedis {
-	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
-		msg := "signal: redis-server not found: install it to test the Redis broker's outage handling"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
-	r := &privateRedis{t: t, port: port}
-	r.start(path)
-	t.Cleanup(r.stop)
-	return r
-}
-
-func (r *privateRedis) url() string { return "redis://127.0.0.1:" + strconv.Itoa(r.port) + "/0" }
-
-func (r *privateRedis) start(path string) {
-	r.t.Helper()
-	r.cmd = exec.Command(path, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatalf("redis-server: %v", err)
-	}
-	opt, _ := redis.ParseURL(r.url())
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
-	deadline := time.Now().Add(wait)
-	for rdb.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			r.t.Fatal("redis-server did not answer")
-		}
-		time.Sleep(20 * time.Millisecond) // polling a process that starts: no event to wait on
-	}
-}
-
-func (r *privateRedis) stop() {
-	if r.cmd != nil {
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
-		r.cmd = nil
-	}
-}
 
 // waitReady waits until srv's readiness is want (nil: ready).
 func waitReady(t *testing.T, srv *signal.Server, ready bool) {
@@ -94,10 +32,10 @@ func waitReady(t *testing.T, srv *signal.Server, ready bool) {
 // it kept nothing) the nodes resync presence and relay across again.
 func TestClusterRedisOutage(t *testing.T) {
 	t.Parallel()
-	r := startPrivateRedis(t)
+	r := redistest.Start(t, "signal", "to test the Redis broker's outage handling")
 	cfg := resumeConfig(nil)
 	node := func(name string) *harness {
-		b, err := signal.NewRedisBroker(signal.RedisOptions{URL: r.url(), Node: name, Prefix: "outage", Grace: cfg.ResumeGrace})
+		b, err := signal.NewRedisBroker(signal.RedisOptions{URL: r.URL(), Node: name, Prefix: "outage", Grace: cfg.ResumeGrace})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +53,7 @@ func TestClusterRedisOutage(t *testing.T) {
 	a.expect(wire.TypePeerJoined)
 	b.expect(wire.TypePeerJoined)
 
-	r.stop()
+	r.Stop()
 	waitReady(t, h1.srv, false)
 	waitReady(t, h2.srv, false)
 	for i := range 5 {
@@ -132,8 +70,7 @@ func TestClusterRedisOutage(t *testing.T) {
 		t.Fatalf("message to another node during the outage: %s, want error unavailable", describe(m))
 	}
 
-	path, _ := exec.LookPath("redis-server")
-	r.start(path)
+	r.Start()
 	waitReady(t, h1.srv, true)
 	waitReady(t, h2.srv, true)
 	// Presence was restored by each node: the room lists all three.

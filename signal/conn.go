@@ -630,28 +630,15 @@ func (c *conn) take(done []outFrame) (job writeJob, ok bool) {
 // close frame. It runs until there is nothing left to write.
 func (c *conn) writeLoop() {
 	defer c.writers.Done()
-	cfg := &c.hub.cfg
 	var done []outFrame
 	for {
 		job, ok := c.take(done)
 		if !ok {
 			return
 		}
-		for _, ctl := range [...]struct {
-			due  bool
-			kind int
-			data string
-		}{{job.pong, websocket.PongMessage, job.pongMsg}, {job.ping, websocket.PingMessage, ""}} {
-			if !ctl.due {
-				continue
-			}
-			// WriteControl sets the socket's write deadline: this one.
-			c.writeDeadline = time.Now().Add(cfg.WriteTimeout)
-			if err := c.ws.WriteControl(ctl.kind, []byte(ctl.data), c.writeDeadline); err != nil {
-				c.requeue(job.frames)
-				c.abort(err)
-				return
-			}
+		if (job.pong && !c.writeControl(websocket.PongMessage, job.pongMsg, job.frames)) ||
+			(job.ping && !c.writeControl(websocket.PingMessage, "", job.frames)) {
+			return
 		}
 		if written, err := c.writeFrames(job.frames); err != nil {
 			c.requeue(job.frames[written:])
@@ -671,6 +658,19 @@ func (c *conn) writeLoop() {
 		}
 		done = job.frames
 	}
+}
+
+// writeControl writes a ping or a pong. WriteControl sets the socket's
+// write deadline: the writer's own, renewed. On failure the batch that was
+// to follow goes back to the queue and the connection is dropped.
+func (c *conn) writeControl(kind int, data string, batch []outFrame) bool {
+	c.writeDeadline = time.Now().Add(c.hub.cfg.WriteTimeout)
+	if err := c.ws.WriteControl(kind, []byte(data), c.writeDeadline); err != nil {
+		c.requeue(batch)
+		c.abort(err)
+		return false
+	}
+	return true
 }
 
 // writeFrames writes a batch of text frames: without compression, framed

@@ -164,6 +164,13 @@ func (h *Hub) resume(c *conn, m *wire.Message) bool {
 
 	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
 	defer cancel()
+	return h.welcomeBack(ctx, c, s, token, "resumed")
+}
+
+// welcomeBack attaches a resumed session s to c with its welcome, which
+// lists the room's other members, and logs msg. It reports false when the
+// session ended meanwhile (as welcome does), true otherwise.
+func (h *Hub) welcomeBack(ctx context.Context, c *conn, s *session, token, msg string) bool {
 	members, err := h.broker.Members(ctx, s.room)
 	if err != nil {
 		h.log.Error("resume failed", "room", s.room, "err", err)
@@ -181,7 +188,7 @@ func (h *Hub) resume(c *conn, m *wire.Message) bool {
 		return false
 	}
 	h.reportDetached(s)
-	c.logAt(slog.LevelInfo, "resumed", "peers", len(others))
+	c.logAt(slog.LevelInfo, msg, "peers", len(others))
 	return true
 }
 

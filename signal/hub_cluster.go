@@ -3,7 +3,6 @@ package signal
 import (
 	"context"
 	"errors"
-	"log/slog"
 
 	"github.com/huddle-rtc/huddle/signal/wire"
 )
@@ -82,25 +81,7 @@ func (h *Hub) claim(c *conn, m *wire.Message, token string) bool {
 	if err := cl.Replay(ctx, s.id); err != nil {
 		h.log.Warn("cluster resume: backlog not replayed", "peer", s.id, "err", err)
 	}
-	members, err := h.broker.Members(ctx, s.room)
-	if err != nil {
-		h.log.Error("resume failed", "room", s.room, "err", err)
-		c.fail(wire.CloseInternal, "internal error")
-		return true
-	}
-	others := make([]wire.PeerInfo, 0, len(members))
-	for _, p := range members {
-		if p.ID != s.id {
-			others = append(others, p)
-		}
-	}
-	c.name.joined(s.id, s.room)
-	if !h.welcome(c, s, others, token, true) {
-		return false
-	}
-	h.reportDetached(s)
-	c.logAt(slog.LevelInfo, "resumed from another node", "peers", len(others))
-	return true
+	return h.welcomeBack(ctx, c, s, token, "resumed from another node")
 }
 
 // endLocal ends session id on this node without telling the room: the

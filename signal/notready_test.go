@@ -4,13 +4,13 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/huddle-rtc/huddle/internal/redistest"
 	"github.com/huddle-rtc/huddle/signal"
 	"github.com/huddle-rtc/huddle/signal/wire"
 )
@@ -22,9 +22,9 @@ import (
 // and joins succeed again.
 func TestHandshakeNotReady(t *testing.T) {
 	t.Parallel()
-	r := startPrivateRedis(t)
+	r := redistest.Start(t, "signal", "to test the Redis broker's outage handling")
 	cfg := resumeConfig(nil)
-	b, err := signal.NewRedisBroker(signal.RedisOptions{URL: r.url(), Node: "n1", Prefix: "notready", Grace: cfg.ResumeGrace})
+	b, err := signal.NewRedisBroker(signal.RedisOptions{URL: r.URL(), Node: "n1", Prefix: "notready", Grace: cfg.ResumeGrace})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestHandshakeNotReady(t *testing.T) {
 	a := h.dial(t)
 	a.join(room)
 
-	r.stop()
+	r.Stop()
 	waitReady(t, h.srv, false)
 	_, resp, err := h.tryDial(t, dialOpts{})
 	if !errors.Is(err, websocket.ErrBadHandshake) || resp == nil {
@@ -45,15 +45,14 @@ func TestHandshakeNotReady(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.HasPrefix(reason, "not ready: ") || strings.Contains(reason, "\n") {
 		t.Errorf("during the outage: HTTP %d %q, want 503 and one line starting \"not ready: \"", resp.StatusCode, reason)
 	}
-	if strings.Contains(reason, strconv.Itoa(r.port)) {
+	if strings.Contains(reason, strconv.Itoa(r.Port())) {
 		t.Errorf("reason %q gives Redis's address away", reason)
 	}
 	// The peer connected before the outage is still served.
 	a.send(map[string]any{"type": "ping"})
 	a.expect(wire.TypePong)
 
-	path, _ := exec.LookPath("redis-server")
-	r.start(path)
+	r.Start()
 	waitReady(t, h.srv, true)
 	c := h.dial(t)
 	c.join(room)

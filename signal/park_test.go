@@ -85,17 +85,11 @@ func TestCloseWaitSurvivesParking(t *testing.T) {
 	addr := h.ts.Listener.Addr().String()
 	var conns []net.Conn
 	for range 4 {
-		c, err := net.DialTimeout("tcp", addr, wait)
+		c, err := bareUpgrade(addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(wait))
-		req := "GET /ws HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: huddle.v1\r\n\r\n"
-		if err := readUntil(c, []byte(req), []byte("\r\n\r\n")); err != nil {
-			t.Fatalf("handshake: %v", err)
-		}
 		conns = append(conns, c)
 	}
 	// No join, and the close frame is read but never answered: the server

@@ -60,17 +60,24 @@ func bindChannel(t *testing.T, c *rawClient, peer net.PacketConn) *net.UDPAddr {
 	return relay
 }
 
+// channelPair is a client with channel 0x4000 bound to a peer, on a
+// server that allows loopback peers: what most fast-path tests start from.
+func channelPair(t *testing.T, opts ...Option) (s *Server, c *rawClient, peer net.PacketConn, relay *net.UDPAddr) {
+	t.Helper()
+	cfg := testConfig()
+	allowLoopback(&cfg)
+	s = startServer(t, cfg, opts...)
+	username, password := mustMint(s, "alice")
+	c = newRawClient(t, s, username, password)
+	peer = listenPeer(t)
+	return s, c, peer, bindChannel(t, c, peer)
+}
+
 // The fast path relays both ways, counts what it relays, and is the path
 // taken: the allocation and its channel are in its table.
 func TestFastPathRelays(t *testing.T) {
 	t.Parallel()
-	cfg := testConfig()
-	allowLoopback(&cfg)
-	s := startServer(t, cfg)
-	username, password := mustMint(s, "alice")
-	c := newRawClient(t, s, username, password)
-	peer := listenPeer(t)
-	relay := bindChannel(t, c, peer)
+	s, c, peer, relay := channelPair(t)
 
 	fa := s.fast.lookup(c.clientAddr())
 	if fa == nil {
@@ -114,13 +121,7 @@ func TestFastPathRelays(t *testing.T) {
 // outlives the channel here), not as ChannelData.
 func TestFastPathChannelExpiry(t *testing.T) {
 	t.Parallel()
-	cfg := testConfig()
-	allowLoopback(&cfg)
-	s := startServer(t, cfg, withChannelLifetime(300*time.Millisecond))
-	username, password := mustMint(s, "alice")
-	c := newRawClient(t, s, username, password)
-	peer := listenPeer(t)
-	relay := bindChannel(t, c, peer)
+	s, c, peer, relay := channelPair(t, withChannelLifetime(300*time.Millisecond))
 	peerUDP := peer.LocalAddr().(*net.UDPAddr)
 
 	fa := s.fast.lookup(c.clientAddr())
@@ -148,13 +149,7 @@ func TestFastPathChannelExpiry(t *testing.T) {
 // channel's peer does.
 func TestFastPathPermissions(t *testing.T) {
 	t.Parallel()
-	cfg := testConfig()
-	allowLoopback(&cfg)
-	s := startServer(t, cfg)
-	username, password := mustMint(s, "alice")
-	c := newRawClient(t, s, username, password)
-	peer := listenPeer(t)
-	relay := bindChannel(t, c, peer)
+	_, c, peer, relay := channelPair(t)
 
 	stranger, err := net.ListenPacket("udp4", "127.0.0.2:0") // another IP: no permission
 	if err != nil {
@@ -177,13 +172,7 @@ func TestFastPathPermissions(t *testing.T) {
 // with the permission back, both ways relay.
 func TestFastPathNeedsPermission(t *testing.T) {
 	t.Parallel()
-	cfg := testConfig()
-	allowLoopback(&cfg)
-	s := startServer(t, cfg)
-	username, password := mustMint(s, "alice")
-	c := newRawClient(t, s, username, password)
-	peer := listenPeer(t)
-	relay := bindChannel(t, c, peer)
+	s, c, peer, relay := channelPair(t)
 	peerAP := unmapAP(peer.LocalAddr().(*net.UDPAddr).AddrPort())
 	fa := s.fast.lookup(c.clientAddr())
 	if fa == nil {

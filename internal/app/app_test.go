@@ -201,6 +201,13 @@ func appRun(t *testing.T, secret string) (*app.App, *appLogs, func()) {
 	cfg := apptest.Config(t)
 	cfg.LogLevel = "debug"
 	cfg.Signal.JWTSecret = secret
+	return appRunConfig(t, cfg)
+}
+
+// appRunConfig runs a node of cfg with logs into a buffer until the
+// returned stop, which fails the test if Run failed.
+func appRunConfig(t *testing.T, cfg app.Config) (*app.App, *appLogs, func()) {
+	t.Helper()
 	logs := &appLogs{}
 	a, err := app.New(cfg, app.NewLogger(cfg, logs))
 	if err != nil {

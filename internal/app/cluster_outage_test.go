@@ -5,12 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,76 +14,17 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/huddle-rtc/huddle/client"
 	"github.com/huddle-rtc/huddle/internal/app"
 	"github.com/huddle-rtc/huddle/internal/apptest"
+	"github.com/huddle-rtc/huddle/internal/redistest"
 	"github.com/huddle-rtc/huddle/signal/wire"
 )
 
 // outageWait bounds every wait of the outage test: the supervisor checks
 // Redis every second, peers connect in a few hundred milliseconds.
 const outageWait = 20 * time.Second
-
-// privateRedis is a redis-server of the test's own on a free port, without
-// persistence: stopping it loses every key, as a crash would.
-type privateRedis struct {
-	t    *testing.T
-	path string
-	port int
-	cmd  *exec.Cmd
-}
-
-func startPrivateRedis(t *testing.T) *privateRedis {
-	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
-		msg := "internal/app: redis-server not found: install it to test a cluster through a Redis outage"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
-	r := &privateRedis{t: t, path: path, port: port}
-	r.start()
-	t.Cleanup(r.stop)
-	return r
-}
-
-func (r *privateRedis) url() string { return "redis://127.0.0.1:" + strconv.Itoa(r.port) + "/0" }
-
-func (r *privateRedis) start() {
-	r.t.Helper()
-	r.cmd = exec.Command(r.path, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatalf("redis-server: %v", err)
-	}
-	opt, _ := redis.ParseURL(r.url())
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
-	deadline := time.Now().Add(outageWait)
-	for rdb.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			r.t.Fatal("redis-server did not answer")
-		}
-		time.Sleep(20 * time.Millisecond) // polling a process that starts: no event to wait on
-	}
-}
-
-func (r *privateRedis) stop() {
-	if r.cmd != nil {
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
-		r.cmd = nil
-	}
-}
 
 // waitReadyz polls a's /readyz until it answers want.
 func waitReadyz(t *testing.T, a *app.App, want int) string {
@@ -103,34 +40,6 @@ func waitReadyz(t *testing.T, a *app.App, want int) string {
 		}
 		time.Sleep(50 * time.Millisecond) // no event for readiness; the supervisor checks every second
 	}
-}
-
-// untilEnd is the test's output until the test ends, then nothing: pion
-// leaves goroutines that may log once more after Close, and a write to a
-// finished test's output panics.
-func untilEnd(t *testing.T) io.Writer {
-	w := &endingWriter{w: t.Output()}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.ended = true
-		w.mu.Unlock()
-	})
-	return w
-}
-
-type endingWriter struct {
-	mu    sync.Mutex
-	w     io.Writer
-	ended bool
-}
-
-func (e *endingWriter) Write(p []byte) (int, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.ended {
-		return len(p), nil
-	}
-	return e.w.Write(p)
 }
 
 // recorder keeps a client's events for the test to wait on.
@@ -150,7 +59,7 @@ func joinRecorded(t *testing.T, wsURL string, room wire.RoomID, name string) *re
 	defer cancel()
 	c, err := client.Join(ctx, wsURL, room, client.Options{
 		Name:      name,
-		Logger:    slog.New(slog.NewTextHandler(untilEnd(t), &slog.HandlerOptions{Level: slog.LevelWarn})).With("client", name),
+		Logger:    slog.New(slog.NewTextHandler(apptest.Output(t), &slog.HandlerOptions{Level: slog.LevelWarn})).With("client", name),
 		Reconnect: client.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond},
 	})
 	if err != nil {
@@ -223,11 +132,11 @@ func TestClusterRedisOutageMidCall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a call through a Redis outage takes seconds")
 	}
-	r := startPrivateRedis(t)
+	r := redistest.Start(t, "internal/app", "to test a cluster through a Redis outage")
 	prefix := "huddle-outage-" + strings.ToLower(rand.Text()[:10])
 	node := func(id string) *app.App {
 		return apptest.Start(t, func(c *app.Config) {
-			c.RedisURL, c.RedisPrefix, c.NodeID = r.url(), prefix, id
+			c.RedisURL, c.RedisPrefix, c.NodeID = r.URL(), prefix, id
 		})
 	}
 	n1, n2 := node("outage-1"), node("outage-2")
@@ -243,7 +152,7 @@ func TestClusterRedisOutageMidCall(t *testing.T) {
 	a.roundTrip(t, b, "before a->b")
 	b.roundTrip(t, a, "before b->a")
 
-	r.stop()
+	r.Stop()
 	for _, n := range []*app.App{n1, n2} {
 		body := waitReadyz(t, n, http.StatusServiceUnavailable)
 		if !strings.Contains(body, "redis") {
@@ -268,7 +177,7 @@ func TestClusterRedisOutageMidCall(t *testing.T) {
 		b.roundTrip(t, a, "during b->a "+strconv.Itoa(i))
 	}
 
-	r.start()
+	r.Start()
 	for _, n := range []*app.App{n1, n2} {
 		waitReadyz(t, n, http.StatusOK)
 	}

@@ -601,14 +601,7 @@ func TestLifecycleLogs(t *testing.T) {
 	cfg := apptest.Config(t)
 	cfg.LogLevel, cfg.LogFormat = "debug", "json"
 	cfg.Signal.JWTSecret = secret
-	logs := &appLogs{}
-	a, err := app.New(cfg, app.NewLogger(cfg, logs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	a, logs, stop := appRunConfig(t, cfg)
 
 	tok, err := signal.MintToken([]byte(secret), signal.Claims{Subject: "u", Room: "*"}, time.Minute, time.Now())
 	if err != nil {
@@ -636,10 +629,7 @@ func TestLifecycleLogs(t *testing.T) {
 		t.Fatal("no token accepted")
 	}
 	_ = other.ws.Close()
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 
 	out := logs.String()
 	t.Logf("logs:\n%s", out)
