@@ -88,7 +88,7 @@ func TestLoadReportsFailures(t *testing.T) {
 	if code != exitFailed || res["ok"] != false || errs["error-room-full"] != float64(2) {
 		t.Errorf("exit %d, errors %v; want 1 and two room-full\n%s", code, errs, out)
 	}
-	code, res, _ = runLoadJSON(t, "--url", closedPortURL(t), "--rooms", "0", "--idle", "3", "--timeout", "2s",
+	code, res, _ = runLoadJSON(t, "--url", apptest.ClosedURL(t), "--rooms", "0", "--idle", "3", "--timeout", "2s",
 		"--metrics", "off", "--progress", "0")
 	errs = res["errors"].(map[string]any)
 	if code != exitFailed || errs["dial-refused"] != float64(3) {

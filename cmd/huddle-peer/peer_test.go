@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,18 +16,6 @@ import (
 )
 
 const testTimeout = 20 * time.Second
-
-// closedPortURL is a ws URL on which nothing listens.
-func closedPortURL(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return "ws://" + addr + "/ws"
-}
 
 // notHuddleURL is an HTTP server that is not a huddle server.
 func notHuddleURL(t *testing.T) string {
@@ -83,7 +70,7 @@ func TestJoinExpectTimesOut(t *testing.T) {
 
 func TestJoinWrongURL(t *testing.T) {
 	t.Parallel()
-	for _, url := range []string{closedPortURL(t), notHuddleURL(t)} {
+	for _, url := range []string{apptest.ClosedURL(t), notHuddleURL(t)} {
 		code, out, _ := runCmd(t, context.Background(), "join", "--url", url, "--room", "r",
 			"--expect", "1", "--timeout", "5s")
 		if code != exitFailed || !strings.Contains(out, "FAILED at signaling") {
@@ -172,7 +159,7 @@ func TestCheck(t *testing.T) {
 
 func TestCheckWrongURL(t *testing.T) {
 	t.Parallel()
-	for _, url := range []string{closedPortURL(t), notHuddleURL(t)} {
+	for _, url := range []string{apptest.ClosedURL(t), notHuddleURL(t)} {
 		code, out, _ := runCmd(t, context.Background(), "check", "--url", url, "--json", "--timeout", "5s")
 		if code != exitFailed {
 			t.Errorf("%s: exit %d, want %d", url, code, exitFailed)

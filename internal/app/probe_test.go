@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -108,7 +107,7 @@ func TestProbeFailures(t *testing.T) {
 			c.TURN.AllowPeers, c.TURN.DenyPeers = nil, []string{"127.0.0.0/8"}
 			c.ProbeInterval = app.MinProbeInterval
 		}, client.StageICE, "no connection within 5s"},
-		{"public URL unreachable", func(c *app.Config) { c.PublicURL = closedURL(t) }, client.StageSignaling, "connection refused"},
+		{"public URL unreachable", func(c *app.Config) { c.PublicURL = apptest.ClosedURL(t) }, client.StageSignaling, "connection refused"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,18 +137,6 @@ func TestProbeFailures(t *testing.T) {
 			}
 		})
 	}
-}
-
-// closedURL is a ws URL on which nothing listens.
-func closedURL(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return "ws://" + addr + "/ws"
 }
 
 // TestProbePublicURL: the probe goes through HUDDLE_PUBLIC_URL (here

@@ -2,6 +2,7 @@ package apptest
 
 import (
 	"io"
+	"net"
 	"sync"
 	"testing"
 )
@@ -35,4 +36,17 @@ func (e *endingWriter) end() {
 	e.mu.Lock()
 	e.ended = true
 	e.mu.Unlock()
+}
+
+// ClosedURL is a ws URL on which nothing listens: a port of 127.0.0.1 just
+// bound and let go.
+func ClosedURL(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return "ws://" + addr + "/ws"
 }
